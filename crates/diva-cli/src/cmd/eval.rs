@@ -1,0 +1,105 @@
+//! `diva eval asr`: transcribe a manifest and report WER, optionally beside
+//! another system's hypotheses for the same items.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Result};
+use candle_core::Device;
+use diva_core::generate::{TranscribeOptions, Transcriber};
+use diva_core::weights::cache;
+use diva_eval::{asr, manifest};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::common::Precision;
+
+#[derive(clap::Subcommand)]
+pub enum Cmd {
+    /// Word error rate of Whisper transcription on a JSONL manifest.
+    Asr(AsrArgs),
+}
+
+#[derive(clap::Args)]
+pub struct AsrArgs {
+    /// JSONL manifest with `id`, `audio`, `text`.
+    #[arg(long)]
+    manifest: PathBuf,
+    #[arg(long, default_value = cache::DEFAULT_WHISPER)]
+    model: String,
+    #[arg(long, value_enum, default_value = "f32")]
+    dtype: Precision,
+    /// Another system's hypotheses (JSONL with `id`, `hyp`) to score beside ours.
+    #[arg(long)]
+    compare: Option<PathBuf>,
+    /// Score only every N-th item (in id order).
+    #[arg(long, default_value_t = 1)]
+    every: usize,
+    /// Write per-item results as JSONL here.
+    #[arg(long)]
+    items_out: Option<PathBuf>,
+}
+
+pub fn run(cmd: Cmd) -> Result<ExitCode> {
+    let Cmd::Asr(a) = cmd;
+    let mut items = manifest::read(&a.manifest).map_err(|e| anyhow!(e))?;
+    items.sort_by(|x, y| x.id.cmp(&y.id));
+    let items: Vec<_> = items.into_iter().step_by(a.every.max(1)).collect();
+    let other = a
+        .compare
+        .as_deref()
+        .map(asr::read_reference_hyps)
+        .transpose()
+        .map_err(|e| anyhow!(e))?;
+    let dir = cache::resolve_whisper(&a.model)?;
+    let opts = TranscribeOptions {
+        dtype: a.dtype.into(),
+        ..Default::default()
+    };
+    let tr = Transcriber::load(&dir, &opts, &Device::Cpu)?;
+    let bar = ProgressBar::new(items.len() as u64);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} {elapsed_precise} eta {eta} {msg}",
+    )?);
+    let t0 = std::time::Instant::now();
+    let report = asr::evaluate(&tr, &items, other.as_ref(), |r| {
+        bar.set_message(r.id.clone());
+        bar.inc(1);
+    });
+    bar.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    if let Some(p) = &a.items_out {
+        let lines: Vec<String> = report
+            .items
+            .iter()
+            .map(|i| serde_json::to_string(i).unwrap_or_default())
+            .collect();
+        std::fs::write(p, lines.join("\n") + "\n")?;
+    }
+    eprintln!(
+        "{} utterances, {} reference words, {:.1}s",
+        report.utterances, report.words, secs
+    );
+    eprintln!("diva WER            {:6.2}%", report.wer);
+    if let Some(o) = report.other_wer {
+        eprintln!(
+            "comparison WER      {:6.2}%  (difference {:+.2} points)",
+            o,
+            report.wer - o
+        );
+        eprintln!(
+            "identical outputs   {} of {}",
+            report.identical_to_other, report.utterances
+        );
+    }
+    let summary = serde_json::json!({
+        "manifest": a.manifest, "model": dir, "utterances": report.utterances, "words": report.words,
+        "wer": report.wer, "compare_wer": report.other_wer, "identical": report.identical_to_other,
+        "failed": report.failed, "seconds": secs,
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,4 @@
+pub mod bench;
+pub mod eval;
+pub mod models;
+pub mod transcribe;

@@ -1,0 +1,37 @@
+//! Flags and set-up shared by subcommands.
+
+use candle_core::DType;
+
+/// Logs go to stderr so stdout stays clean for results.
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Precision {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl From<Precision> for DType {
+    fn from(p: Precision) -> DType {
+        match p {
+            Precision::F32 => DType::F32,
+            Precision::F16 => DType::F16,
+            Precision::Bf16 => DType::BF16,
+        }
+    }
+}

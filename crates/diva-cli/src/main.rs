@@ -1,0 +1,57 @@
+//! `diva`: the command line. Argument parsing and wiring only; the work lives
+//! in the library crates.
+
+mod cmd;
+mod common;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "diva",
+    version,
+    about = "Distilled voice assistants from any text LLM (DiVA), in Rust"
+)]
+struct Cli {
+    /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Transcribe audio files with Whisper (greedy, no timestamps).
+    Transcribe(cmd::transcribe::Args),
+    /// Fetch and list the default models.
+    #[command(subcommand)]
+    Models(cmd::models::Cmd),
+    /// Evaluate (ASR word error rate, …).
+    #[command(subcommand)]
+    Eval(cmd::eval::Cmd),
+    /// Measure speed (writes JSON to stdout, a table to stderr).
+    #[command(subcommand)]
+    Bench(cmd::bench::Cmd),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    common::init_logging(cli.verbose, cli.quiet);
+    let result = match cli.command {
+        Command::Transcribe(a) => cmd::transcribe::run(a),
+        Command::Models(c) => cmd::models::run(c),
+        Command::Bench(c) => cmd::bench::run(c),
+        Command::Eval(c) => cmd::eval::run(c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

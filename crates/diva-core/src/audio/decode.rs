@@ -1,0 +1,645 @@
+//! Audio file → planar `f32` samples, via symphonia.
+//!
+//! Supported: WAV (PCM 8/16/24/32-bit, IEEE float 32/64-bit, A-law, µ-law, IMA/MS ADPCM),
+//! FLAC, MP3 and OGG/Vorbis. Every sample format is converted to `f32` with symphonia's own
+//! sample conversion (`AudioBufferRef::convert`), so integer PCM is scaled by `1 / 2^(bits-1)`
+//! (e.g. `i16::MIN → -1.0`) and unsigned formats are re-centred.
+//!
+//! Everything that can go wrong comes back as [`Error::Audio`] naming the file and the
+//! problem; no input (garbage bytes, empty files, truncated or hostile headers) panics —
+//! as a last line of defence a panic inside symphonia is caught and reported as corrupt data.
+
+use std::fs::File;
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+
+use symphonia::core::audio::{AudioBuffer, Signal, SignalSpec};
+use symphonia::core::codecs::{self, CodecType, DecoderOptions, CODEC_TYPE_NULL};
+use symphonia::core::errors::Error as SymError;
+use symphonia::core::formats::{FormatOptions, FormatReader};
+use symphonia::core::io::{MediaSource, MediaSourceStream};
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::probe::Hint;
+
+use crate::{Error, Result};
+
+/// A stream is reported as truncated when fewer than this fraction of the frames its
+/// container declares (`codec_params.n_frames`: the WAV data-chunk size, FLAC STREAMINFO,
+/// the MP3 Xing/LAME header, the last OGG granule position) could be decoded. A little
+/// slack is needed because encoders round the declared length and decoders may drop a
+/// final partial packet; a file cut anywhere in its first 90 % is caught.
+pub const TRUNCATION_THRESHOLD: f64 = 0.9;
+
+/// The list of formats quoted in "not a recognised audio file" errors.
+pub const SUPPORTED_FORMATS: &str = "WAV, FLAC, MP3, OGG/Vorbis";
+
+/// How many bytes at the start of a file are kept to explain errors (e.g. to name the
+/// format tag of a WAV that symphonia refuses).
+const HEAD_LEN: u64 = 64 * 1024;
+
+/// The most we read from a pipe or device (regular files are streamed instead).
+const MAX_STREAM_BYTES: u64 = 2 << 30;
+
+/// Consecutive demuxer errors after which we stop trying to resynchronise.
+const MAX_CONSECUTIVE_ERRORS: usize = 64;
+
+/// Stream resets (e.g. chained OGG streams) we are prepared to follow.
+const MAX_RESETS: usize = 16;
+
+/// Decoded audio: one `Vec` per channel (planar), all the same length, samples nominally in
+/// `[-1, 1]` (floating-point sources may exceed that slightly; they are not clipped).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedAudio {
+    pub channels: Vec<Vec<f32>>,
+    pub sample_rate: u32,
+}
+
+impl DecodedAudio {
+    /// Number of frames (samples per channel).
+    pub fn frames(&self) -> usize {
+        self.channels.first().map_or(0, Vec::len)
+    }
+
+    /// Duration in seconds.
+    pub fn duration_secs(&self) -> f64 {
+        self.frames() as f64 / f64::from(self.sample_rate.max(1))
+    }
+}
+
+/// Decode the audio file at `path`. The file extension is used as a format hint.
+pub fn decode_file(path: &Path) -> Result<DecodedAudio> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::audio(path, open_problem(&e)))?;
+    if meta.is_dir() {
+        return Err(Error::audio(path, "is a directory, not an audio file"));
+    }
+    if !meta.is_file() {
+        // A pipe or device (e.g. `/dev/stdin`): not seekable, so read it into memory.
+        let mut bytes = Vec::new();
+        File::open(path)
+            .and_then(|f| f.take(MAX_STREAM_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(|e| Error::audio(path, open_problem(&e)))?;
+        if bytes.len() as u64 > MAX_STREAM_BYTES {
+            return Err(Error::audio(
+                path,
+                format!("input stream is larger than {} GiB", MAX_STREAM_BYTES >> 30),
+            ));
+        }
+        let ext = path.extension().and_then(|e| e.to_str());
+        return decode_bytes(bytes, ext, path);
+    }
+    if meta.len() == 0 {
+        return Err(Error::audio(path, "empty file (0 bytes)"));
+    }
+    let mut file = File::open(path).map_err(|e| Error::audio(path, open_problem(&e)))?;
+    let mut head = Vec::new();
+    (&mut file)
+        .take(HEAD_LEN)
+        .read_to_end(&mut head)
+        .and_then(|_| file.seek(SeekFrom::Start(0)))
+        .map_err(|e| Error::audio(path, format!("cannot read file: {e}")))?;
+    if head.is_empty() {
+        return Err(Error::audio(path, "empty file (0 bytes)"));
+    }
+    let ext = path.extension().and_then(|e| e.to_str());
+    decode_source(Box::new(file), ext, path, &head)
+}
+
+/// Decode an in-memory audio file (e.g. an upload). `extension_hint` is the file
+/// extension without the dot, if known; `name` is only used in error messages.
+pub fn decode_bytes(
+    bytes: Vec<u8>,
+    extension_hint: Option<&str>,
+    name: &Path,
+) -> Result<DecodedAudio> {
+    if bytes.is_empty() {
+        return Err(Error::audio(name, "empty file (0 bytes)"));
+    }
+    let head = bytes[..bytes.len().min(HEAD_LEN as usize)].to_vec();
+    decode_source(
+        Box::new(std::io::Cursor::new(bytes)),
+        extension_hint,
+        name,
+        &head,
+    )
+}
+
+fn open_problem(e: &std::io::Error) -> String {
+    match e.kind() {
+        ErrorKind::NotFound => format!("file not found ({e})"),
+        ErrorKind::PermissionDenied => format!("cannot read file: permission denied ({e})"),
+        _ => format!("cannot read file: {e}"),
+    }
+}
+
+fn decode_source(
+    source: Box<dyn MediaSource>,
+    ext: Option<&str>,
+    name: &Path,
+    head: &[u8],
+) -> Result<DecodedAudio> {
+    // symphonia is written not to panic on malformed input, but a server or a batch job
+    // must survive the odd bug: turn a panic into an ordinary "corrupt data" error.
+    catch_unwind(AssertUnwindSafe(|| decode_stream(source, ext, name, head))).unwrap_or_else(
+        |panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(Error::audio(
+                name,
+                format!("corrupt audio data: the decoder crashed ({what})"),
+            ))
+        },
+    )
+}
+
+fn decode_stream(
+    source: Box<dyn MediaSource>,
+    ext: Option<&str>,
+    name: &Path,
+    head: &[u8],
+) -> Result<DecodedAudio> {
+    let mut hint = Hint::new();
+    if let Some(ext) = ext {
+        hint.with_extension(ext);
+    }
+    let wav = WavInfo::sniff(head);
+    if let Some(WavInfo {
+        sample_rate: Some(0),
+        ..
+    }) = wav
+    {
+        // symphonia would panic building a 1/0 time base.
+        return Err(Error::audio(name, "invalid header: sample rate is 0 Hz"));
+    }
+    let mss = MediaSourceStream::new(source, Default::default());
+    let format_opts = FormatOptions {
+        enable_gapless: true,
+        ..Default::default()
+    };
+    let probed = symphonia::default::get_probe()
+        .format(&hint, mss, &format_opts, &MetadataOptions::default())
+        .map_err(|e| Error::audio(name, probe_problem(&e, head)))?;
+    let mut format = probed.format;
+
+    let mut out: Option<Planar> = None;
+    let mut stats = Stats::default();
+    let mut resets = 0usize;
+    let mut declared_frames: Option<u64> = None;
+
+    // Each iteration of this loop decodes one (logical) stream; a `ResetRequired` from the
+    // demuxer (a chained OGG stream, say) starts the next one with a fresh decoder.
+    'streams: loop {
+        let track = select_track(format.as_ref()).ok_or_else(|| {
+            Error::audio(
+                name,
+                "no audio track found in the file (is it a video or a playlist?)",
+            )
+        })?;
+        let track_id = track.id;
+        let params = track.codec_params.clone();
+        if params.sample_rate == Some(0) {
+            return Err(Error::audio(name, "invalid header: sample rate is 0 Hz"));
+        }
+        if let Some(n) = params.n_frames {
+            *declared_frames.get_or_insert(0) += n;
+        }
+        let mut decoder = symphonia::default::get_codecs()
+            .make(&params, &DecoderOptions::default())
+            .map_err(|e| Error::audio(name, codec_problem(&e, params.codec)))?;
+
+        let mut consecutive_errors = 0usize;
+        loop {
+            let packet = match format.next_packet() {
+                Ok(packet) => {
+                    consecutive_errors = 0;
+                    packet
+                }
+                // The normal end of the stream (symphonia has no other EOF signal). A
+                // truncated file ends the same way; that is caught by the frame count below.
+                Err(SymError::IoError(e)) if e.kind() == ErrorKind::UnexpectedEof => break 'streams,
+                Err(SymError::ResetRequired) => {
+                    resets += 1;
+                    if resets > MAX_RESETS {
+                        return Err(Error::audio(
+                            name,
+                            format!("corrupt audio data: the stream restarted more than {MAX_RESETS} times"),
+                        ));
+                    }
+                    continue 'streams;
+                }
+                Err(SymError::IoError(e)) => {
+                    return Err(Error::audio(name, format!("cannot read file: {e}")));
+                }
+                Err(SymError::DecodeError(msg)) => {
+                    // The demuxer could not parse a packet; most demuxers resynchronise on
+                    // the next call, but do not loop forever on a stream that never does.
+                    tracing::warn!(file = %name.display(), "skipping malformed data: {msg}");
+                    stats.demux_errors += 1;
+                    consecutive_errors += 1;
+                    if consecutive_errors >= MAX_CONSECUTIVE_ERRORS {
+                        if stats.frames > 0 {
+                            tracing::warn!(file = %name.display(), "giving up on the rest of the stream after {MAX_CONSECUTIVE_ERRORS} errors in a row");
+                            break 'streams;
+                        }
+                        return Err(Error::audio(name, format!("corrupt audio data ({msg})")));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(Error::audio(name, format!("cannot read audio stream: {e}"))),
+            };
+            if packet.track_id() != track_id {
+                continue;
+            }
+            stats.packets += 1;
+            match decoder.decode(&packet) {
+                Ok(decoded) => {
+                    if decoded.frames() == 0 {
+                        continue;
+                    }
+                    let spec = *decoded.spec();
+                    let planar = match &mut out {
+                        Some(planar) => {
+                            planar.check_spec(&spec, name)?;
+                            planar
+                        }
+                        None => out.insert(Planar::new(&spec, name)?),
+                    };
+                    if planar.scratch.capacity() < decoded.capacity()
+                        || planar.scratch.spec() != &spec
+                    {
+                        planar.scratch = AudioBuffer::new(decoded.capacity() as u64, spec);
+                    }
+                    decoded.convert(&mut planar.scratch);
+                    for (c, channel) in planar.channels.iter_mut().enumerate() {
+                        channel.extend_from_slice(planar.scratch.chan(c));
+                    }
+                    stats.frames += decoded.frames() as u64;
+                }
+                Err(SymError::DecodeError(msg)) => {
+                    tracing::warn!(file = %name.display(), "skipping undecodable packet: {msg}");
+                    stats.failed_packets += 1;
+                    stats.last_error = Some(msg);
+                }
+                Err(SymError::IoError(e)) if e.kind() == ErrorKind::UnexpectedEof => {
+                    // A packet cut short (the file ends mid-packet).
+                    tracing::warn!(file = %name.display(), "skipping incomplete final packet");
+                    stats.failed_packets += 1;
+                    stats.last_error = Some("packet cut short");
+                }
+                Err(SymError::ResetRequired) => {
+                    // The decoder lost its state (e.g. a discontinuity): reset and go on.
+                    decoder.reset();
+                }
+                Err(SymError::Unsupported(what)) => {
+                    return Err(Error::audio(
+                        name,
+                        format!(
+                            "unsupported codec feature: {what} (codec {})",
+                            codec_name(params.codec)
+                        ),
+                    ));
+                }
+                Err(e) => return Err(Error::audio(name, format!("corrupt audio data: {e}"))),
+            }
+        }
+    }
+
+    if stats.failed_packets > 0 {
+        tracing::warn!(
+            file = %name.display(),
+            "{} of {} packets could not be decoded and were skipped",
+            stats.failed_packets,
+            stats.packets
+        );
+    }
+    let Some(planar) = out.filter(|p| p.frames() > 0) else {
+        return Err(Error::audio(
+            name,
+            match stats.last_error {
+                Some(msg) => format!(
+                    "corrupt audio data: none of {} packets could be decoded (last error: {msg})",
+                    stats.packets
+                ),
+                None if stats.demux_errors > 0 => {
+                    "corrupt audio data: no decodable audio packets found".to_string()
+                }
+                None => "no audio samples: the file contains no audio frames".to_string(),
+            },
+        ));
+    };
+    // "Most packets fail": more packets lost than decoded means the result is mostly holes.
+    if stats.failed_packets * 2 > stats.packets {
+        return Err(Error::audio(
+            name,
+            format!(
+                "corrupt audio data: {} of {} packets could not be decoded (last error: {})",
+                stats.failed_packets,
+                stats.packets,
+                stats.last_error.unwrap_or("unknown")
+            ),
+        ));
+    }
+    if wav.as_ref().is_some_and(WavInfo::length_unknown) {
+        declared_frames = None;
+    }
+    if let Some(expected) = declared_frames {
+        if (stats.frames as f64) < TRUNCATION_THRESHOLD * expected as f64 {
+            return Err(Error::audio(
+                name,
+                format!(
+                    "truncated: expected {expected} frames, decoded {} (the file is incomplete \
+                     or damaged)",
+                    stats.frames
+                ),
+            ));
+        }
+    }
+    let non_finite = planar
+        .channels
+        .iter()
+        .flatten()
+        .filter(|s| !s.is_finite())
+        .count();
+    if non_finite > 0 {
+        return Err(Error::audio(
+            name,
+            format!("corrupt audio data: {non_finite} samples are NaN or infinite"),
+        ));
+    }
+    Ok(DecodedAudio {
+        channels: planar.channels,
+        sample_rate: planar.sample_rate,
+    })
+}
+
+#[derive(Default)]
+struct Stats {
+    packets: u64,
+    failed_packets: u64,
+    demux_errors: u64,
+    frames: u64,
+    last_error: Option<&'static str>,
+}
+
+/// The growing output plus a reusable conversion buffer.
+struct Planar {
+    channels: Vec<Vec<f32>>,
+    sample_rate: u32,
+    scratch: AudioBuffer<f32>,
+}
+
+impl Planar {
+    fn new(spec: &SignalSpec, name: &Path) -> Result<Planar> {
+        if spec.rate == 0 {
+            return Err(Error::audio(name, "invalid header: sample rate is 0 Hz"));
+        }
+        let n = spec.channels.count();
+        if n == 0 {
+            return Err(Error::audio(
+                name,
+                "invalid header: the audio has 0 channels",
+            ));
+        }
+        Ok(Planar {
+            channels: vec![Vec::new(); n],
+            sample_rate: spec.rate,
+            scratch: AudioBuffer::unused(),
+        })
+    }
+
+    fn check_spec(&self, spec: &SignalSpec, name: &Path) -> Result<()> {
+        if spec.rate != self.sample_rate || spec.channels.count() != self.channels.len() {
+            return Err(Error::audio(
+                name,
+                format!(
+                    "the audio format changes mid-stream ({} Hz × {} channels, then {} Hz × {} \
+                     channels); split the file first",
+                    self.sample_rate,
+                    self.channels.len(),
+                    spec.rate,
+                    spec.channels.count()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn frames(&self) -> usize {
+        self.channels.first().map_or(0, Vec::len)
+    }
+}
+
+/// The default track if it carries a codec, else the first track that does.
+fn select_track(format: &dyn FormatReader) -> Option<&symphonia::core::formats::Track> {
+    format
+        .default_track()
+        .filter(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+        .or_else(|| {
+            format
+                .tracks()
+                .iter()
+                .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+        })
+}
+
+/// Explain a failure to open the container.
+fn probe_problem(e: &SymError, head: &[u8]) -> String {
+    let container = sniff_container(head);
+    match e {
+        SymError::Unsupported(msg) if msg.contains("unsupported wave format") => {
+            match WavInfo::sniff(head).and_then(|w| w.format_tag) {
+                Some(tag) => format!(
+                    "unsupported codec: WAV format tag {tag:#06x} ({}); supported WAV encodings \
+                     are PCM, IEEE float, A-law, µ-law and IMA/MS ADPCM",
+                    wav_tag_name(tag)
+                ),
+                None => format!("unsupported codec in WAV file ({msg})"),
+            }
+        }
+        SymError::Unsupported(msg) if msg.starts_with("wav:") => {
+            format!("unsupported WAV variant ({msg})")
+        }
+        SymError::Unsupported(msg) if msg.contains("probe") => match container {
+            Some(kind) => format!("{kind} file that symphonia cannot open ({msg})"),
+            None => format!("not a recognised audio file (supported: {SUPPORTED_FORMATS})"),
+        },
+        SymError::Unsupported(msg) => format!("unsupported audio format ({msg})"),
+        SymError::IoError(io) if io.kind() == ErrorKind::UnexpectedEof => match container {
+            Some(kind) => format!("truncated or corrupt {kind} header (unexpected end of file)"),
+            None => format!("not a recognised audio file (supported: {SUPPORTED_FORMATS})"),
+        },
+        SymError::IoError(io) => format!("cannot read file: {io}"),
+        SymError::DecodeError(msg) => match container {
+            Some(kind) => format!("corrupt {kind} header ({msg})"),
+            None => format!("corrupt or unrecognised audio file ({msg})"),
+        },
+        other => format!("cannot open audio stream: {other}"),
+    }
+}
+
+/// Explain a failure to create a decoder for `codec`.
+fn codec_problem(e: &SymError, codec: CodecType) -> String {
+    match e {
+        SymError::Unsupported(_) => format!(
+            "unsupported codec: {} (diva decodes PCM, FLAC, MP3 and Vorbis; convert the file, \
+             e.g. `ffmpeg -i in -ar 16000 -ac 1 out.wav`)",
+            codec_name(codec)
+        ),
+        other => format!(
+            "cannot initialise the {} decoder: {other}",
+            codec_name(codec)
+        ),
+    }
+}
+
+/// A human name for a symphonia codec type, registered or not.
+fn codec_name(codec: CodecType) -> String {
+    if let Some(desc) = symphonia::default::get_codecs().get_codec(codec) {
+        return desc.long_name.to_string();
+    }
+    let name = match codec {
+        codecs::CODEC_TYPE_AAC => "AAC",
+        codecs::CODEC_TYPE_ALAC => "ALAC (Apple Lossless)",
+        codecs::CODEC_TYPE_OPUS => "Opus",
+        codecs::CODEC_TYPE_SPEEX => "Speex",
+        codecs::CODEC_TYPE_MP1 => "MPEG Layer I",
+        codecs::CODEC_TYPE_MP2 => "MPEG Layer II",
+        codecs::CODEC_TYPE_WMA => "Windows Media Audio",
+        codecs::CODEC_TYPE_EAC3 => "E-AC-3",
+        codecs::CODEC_TYPE_AC4 => "AC-4",
+        codecs::CODEC_TYPE_DCA => "DTS",
+        codecs::CODEC_TYPE_WAVPACK => "WavPack",
+        codecs::CODEC_TYPE_MONKEYS_AUDIO => "Monkey's Audio",
+        codecs::CODEC_TYPE_TTA => "TTA",
+        codecs::CODEC_TYPE_MUSEPACK => "Musepack",
+        codecs::CODEC_TYPE_ADPCM_G722 => "G.722 ADPCM",
+        codecs::CODEC_TYPE_ADPCM_G726 | codecs::CODEC_TYPE_ADPCM_G726LE => "G.726 ADPCM",
+        codecs::CODEC_TYPE_ADPCM_IMA_QT => "IMA ADPCM (QuickTime)",
+        codecs::CODEC_TYPE_ATRAC1
+        | codecs::CODEC_TYPE_ATRAC3
+        | codecs::CODEC_TYPE_ATRAC3PLUS
+        | codecs::CODEC_TYPE_ATRAC9 => "ATRAC",
+        _ => return format!("codec id {codec}"),
+    };
+    name.to_string()
+}
+
+/// What the first bytes look like, for error messages.
+fn sniff_container(head: &[u8]) -> Option<&'static str> {
+    if head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WAVE" {
+        Some("WAV")
+    } else if head.starts_with(b"RIFF") || head.starts_with(b"RIFX") || head.starts_with(b"RF64") {
+        Some("RIFF")
+    } else if head.starts_with(b"fLaC") {
+        Some("FLAC")
+    } else if head.starts_with(b"OggS") {
+        Some("OGG")
+    } else if head.starts_with(b"ID3") {
+        Some("MP3")
+    } else {
+        None
+    }
+}
+
+/// The interesting fields of a RIFF/WAVE header, found by walking its chunks (only as far
+/// as the bytes we kept reach).
+#[derive(Debug, Default, PartialEq)]
+struct WavInfo {
+    riff_len: u32,
+    format_tag: Option<u16>,
+    sample_rate: Option<u32>,
+    data_len: Option<u32>,
+}
+
+impl WavInfo {
+    fn sniff(head: &[u8]) -> Option<WavInfo> {
+        if head.len() < 12 || &head[..4] != b"RIFF" || &head[8..12] != b"WAVE" {
+            return None;
+        }
+        let u32_at = |pos: usize| -> Option<u32> {
+            Some(u32::from_le_bytes(head.get(pos..pos + 4)?.try_into().ok()?))
+        };
+        let mut info = WavInfo {
+            riff_len: u32_at(4)?,
+            ..Default::default()
+        };
+        let mut pos = 12usize;
+        while let Some(len) = u32_at(pos + 4) {
+            match &head[pos..pos + 4] {
+                b"fmt " => {
+                    info.format_tag = head
+                        .get(pos + 8..pos + 10)
+                        .map(|b| u16::from_le_bytes([b[0], b[1]]));
+                    info.sample_rate = u32_at(pos + 12);
+                }
+                b"data" => {
+                    info.data_len = Some(len);
+                    break;
+                }
+                _ => {}
+            }
+            // Chunks are padded to an even length.
+            let Some(next) = (len as usize)
+                .checked_add(len as usize & 1)
+                .and_then(|l| l.checked_add(pos + 8))
+            else {
+                break;
+            };
+            pos = next;
+        }
+        Some(info)
+    }
+
+    /// Streaming writers (ffmpeg or sox writing to a pipe) cannot seek back to fill in the
+    /// sizes and leave `0xFFFFFFFF` there: the length is unknown, not a promise.
+    fn length_unknown(&self) -> bool {
+        self.riff_len == u32::MAX || self.data_len == Some(u32::MAX)
+    }
+}
+
+fn wav_tag_name(tag: u16) -> &'static str {
+    match tag {
+        0x0000 => "unknown",
+        0x0022 => "DSP Group TrueSpeech",
+        0x0031 => "GSM 6.10",
+        0x0040 => "G.721 ADPCM",
+        0x0050 => "MPEG audio",
+        0x0055 => "MPEG Layer III, i.e. MP3 inside a WAV container",
+        0x0064 | 0x0065 => "G.726 ADPCM",
+        0x0092 => "Dolby AC-3 SPDIF",
+        0x00ff | 0x1610 => "AAC",
+        0x0160..=0x0163 => "Windows Media Audio",
+        0x2000 => "Dolby AC-3",
+        0x2001 => "DTS",
+        0xf1ac => "FLAC inside a WAV container",
+        _ => "not a supported encoding",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wav_sniffer_walks_chunks() {
+        let mut h = b"RIFF\x10\0\0\0WAVE".to_vec();
+        h.extend_from_slice(b"JUNK\x03\0\0\0abc\0");
+        h.extend_from_slice(b"fmt \x10\0\0\0\x55\0\x01\0\x80\x3e\0\0");
+        let info = WavInfo::sniff(&h).unwrap();
+        assert_eq!(info.format_tag, Some(0x0055));
+        assert_eq!(info.sample_rate, Some(16_000));
+        assert_eq!(info.data_len, None);
+        // A chunk length running past the end (or overflowing) just stops the walk.
+        let info = WavInfo::sniff(b"RIFF\xff\xff\xff\xffWAVEjunk\xff\xff\xff\xff").unwrap();
+        assert!(info.length_unknown());
+        assert_eq!(info.format_tag, None);
+        assert_eq!(WavInfo::sniff(b"RIFF"), None);
+        assert_eq!(
+            WavInfo::sniff(b"RIFF\0\0\0\0WAVEfm"),
+            Some(WavInfo::default())
+        );
+    }
+}

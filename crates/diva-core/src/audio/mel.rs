@@ -1,0 +1,272 @@
+//! Whisper's log-mel spectrogram, numerically OpenAI's recipe
+//! (`whisper/audio.py::log_mel_spectrogram` applied to `pad_or_trim(audio)`).
+//!
+//! Steps, with the constants named as in the Whisper paper/code:
+//! 1. pad or trim the 16 kHz signal to 30 s (`N_SAMPLES`);
+//! 2. STFT with a periodic Hann window of `N_FFT` = 400, hop `HOP_LENGTH` = 160,
+//!    centred frames with reflect padding of `N_FFT / 2` (torch.stft defaults),
+//!    keeping `N_FRAMES` = 3000 frames (the last of the 3001 is dropped);
+//! 3. power spectrum → slaney-scale, slaney-normalised mel filter bank
+//!    (librosa.filters.mel, which produced OpenAI's `mel_filters.npz`);
+//! 4. `log10(max(x, 1e-10))`, floored at `max - 8`, then `(x + 4) / 4`.
+//!
+//! `candle_transformers::models::whisper::audio::pcm_to_mel` is *not* used: it
+//! skips the centre/reflect padding and doubles bins 1..199, so it does not
+//! match OpenAI's numbers.
+
+use std::sync::Arc;
+
+use realfft::{RealFftPlanner, RealToComplex};
+
+pub const SAMPLE_RATE: u32 = 16_000;
+pub const N_FFT: usize = 400;
+pub const HOP_LENGTH: usize = 160;
+pub const CHUNK_LENGTH_S: usize = 30;
+/// Samples in one 30 s window.
+pub const N_SAMPLES: usize = CHUNK_LENGTH_S * SAMPLE_RATE as usize;
+/// Mel frames in one 30 s window.
+pub const N_FRAMES: usize = N_SAMPLES / HOP_LENGTH;
+const N_FREQS: usize = N_FFT / 2 + 1;
+const LOG_FLOOR: f32 = 1e-10;
+const DYNAMIC_RANGE_LOG10: f32 = 8.0;
+
+/// A slaney mel filter bank for Whisper's STFT, `[n_mels × N_FREQS]` row-major.
+#[derive(Clone)]
+pub struct MelFilters {
+    n_mels: usize,
+    weights: Vec<f32>,
+    fft: Arc<dyn RealToComplex<f32>>,
+    window: Vec<f32>,
+}
+
+impl std::fmt::Debug for MelFilters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MelFilters")
+            .field("n_mels", &self.n_mels)
+            .finish()
+    }
+}
+
+fn hz_to_mel_slaney(hz: f64) -> f64 {
+    // Linear below 1 kHz, logarithmic above (Slaney's Auditory Toolbox).
+    const F_SP: f64 = 200.0 / 3.0;
+    const MIN_LOG_HZ: f64 = 1000.0;
+    let min_log_mel = MIN_LOG_HZ / F_SP;
+    let logstep = 6.4f64.ln() / 27.0;
+    if hz >= MIN_LOG_HZ {
+        min_log_mel + (hz / MIN_LOG_HZ).ln() / logstep
+    } else {
+        hz / F_SP
+    }
+}
+
+fn mel_to_hz_slaney(mel: f64) -> f64 {
+    const F_SP: f64 = 200.0 / 3.0;
+    const MIN_LOG_HZ: f64 = 1000.0;
+    let min_log_mel = MIN_LOG_HZ / F_SP;
+    let logstep = 6.4f64.ln() / 27.0;
+    if mel >= min_log_mel {
+        MIN_LOG_HZ * (logstep * (mel - min_log_mel)).exp()
+    } else {
+        F_SP * mel
+    }
+}
+
+impl MelFilters {
+    /// librosa.filters.mel(sr=16000, n_fft=400, n_mels, fmin=0, fmax=8000,
+    /// htk=False, norm="slaney"), computed in f64 and rounded to f32 as librosa does.
+    pub fn new(n_mels: usize) -> Self {
+        let sr = SAMPLE_RATE as f64;
+        let fft_freqs: Vec<f64> = (0..N_FREQS)
+            .map(|i| i as f64 * (sr / 2.0) / (N_FREQS - 1) as f64)
+            .collect();
+        let (mel_min, mel_max) = (hz_to_mel_slaney(0.0), hz_to_mel_slaney(sr / 2.0));
+        let mel_f: Vec<f64> = (0..n_mels + 2)
+            .map(|i| {
+                let m = mel_min + (mel_max - mel_min) * i as f64 / (n_mels + 1) as f64;
+                mel_to_hz_slaney(m)
+            })
+            .collect();
+        let mut weights = vec![0f32; n_mels * N_FREQS];
+        for m in 0..n_mels {
+            let (lo, mid, hi) = (mel_f[m], mel_f[m + 1], mel_f[m + 2]);
+            // Slaney normalisation: each triangle has unit area in Hz.
+            let enorm = 2.0 / (hi - lo);
+            for (k, &f) in fft_freqs.iter().enumerate() {
+                let lower = (f - lo) / (mid - lo);
+                let upper = (hi - f) / (hi - mid);
+                let w = lower.min(upper).max(0.0);
+                weights[m * N_FREQS + k] = (w * enorm) as f32;
+            }
+        }
+        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(N_FFT);
+        // torch.hann_window(N_FFT) is periodic: 0.5 - 0.5 cos(2πn/N).
+        let window = (0..N_FFT)
+            .map(|n| {
+                (0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / N_FFT as f64).cos()) as f32
+            })
+            .collect();
+        MelFilters {
+            n_mels,
+            weights,
+            fft,
+            window,
+        }
+    }
+
+    pub fn n_mels(&self) -> usize {
+        self.n_mels
+    }
+
+    /// The filter bank, `[n_mels × 201]` row-major.
+    pub fn weights(&self) -> &[f32] {
+        &self.weights
+    }
+}
+
+/// Reflect-pad by `pad` on both sides without repeating the edge sample
+/// (numpy/torch "reflect").
+fn reflect_pad(x: &[f32], pad: usize) -> Vec<f32> {
+    debug_assert!(x.len() > pad);
+    let n = x.len();
+    let mut out = Vec::with_capacity(n + 2 * pad);
+    out.extend((0..pad).map(|k| x[pad - k]));
+    out.extend_from_slice(x);
+    out.extend((0..pad).map(|j| x[n - 2 - j]));
+    out
+}
+
+/// Power spectra of frames `frames` of the padded signal, written into `out`
+/// (`[frames.len() × N_FREQS]`).
+fn power_frames(
+    filters: &MelFilters,
+    padded: &[f32],
+    frames: std::ops::Range<usize>,
+    out: &mut [f32],
+) {
+    let mut input = filters.fft.make_input_vec();
+    let mut spectrum = filters.fft.make_output_vec();
+    let mut scratch = filters.fft.make_scratch_vec();
+    for (row, t) in frames.enumerate() {
+        let start = t * HOP_LENGTH;
+        for ((dst, &s), &w) in input
+            .iter_mut()
+            .zip(&padded[start..start + N_FFT])
+            .zip(&filters.window)
+        {
+            *dst = s * w;
+        }
+        filters
+            .fft
+            .process_with_scratch(&mut input, &mut spectrum, &mut scratch)
+            .expect("FFT buffers are sized by the planner");
+        for (dst, c) in out[row * N_FREQS..(row + 1) * N_FREQS]
+            .iter_mut()
+            .zip(&spectrum)
+        {
+            *dst = c.norm_sqr();
+        }
+    }
+}
+
+/// Log-mel of one 30 s window: `pcm` (16 kHz mono) is padded with zeros or
+/// trimmed to `N_SAMPLES`. Returns `[n_mels × N_FRAMES]` row-major.
+pub fn log_mel(pcm: &[f32], filters: &MelFilters) -> Vec<f32> {
+    let mut audio = vec![0f32; N_SAMPLES];
+    let n = pcm.len().min(N_SAMPLES);
+    audio[..n].copy_from_slice(&pcm[..n]);
+    let padded = reflect_pad(&audio, N_FFT / 2);
+
+    // The STFT dominates; split frames across the available cores.
+    let mut power = vec![0f32; N_FRAMES * N_FREQS];
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let per = N_FRAMES.div_ceil(threads);
+    std::thread::scope(|s| {
+        for (i, chunk) in power.chunks_mut(per * N_FREQS).enumerate() {
+            let padded = &padded;
+            s.spawn(move || {
+                let start = i * per;
+                let frames = start..start + chunk.len() / N_FREQS;
+                power_frames(filters, padded, frames, chunk)
+            });
+        }
+    });
+
+    // mel = filters @ power (per frame), then log10 with Whisper's clamps.
+    let n_mels = filters.n_mels;
+    let mut mel = vec![0f32; n_mels * N_FRAMES];
+    for t in 0..N_FRAMES {
+        let p = &power[t * N_FREQS..(t + 1) * N_FREQS];
+        for m in 0..n_mels {
+            let w = &filters.weights[m * N_FREQS..(m + 1) * N_FREQS];
+            let e: f32 = w.iter().zip(p).map(|(a, b)| a * b).sum();
+            mel[m * N_FRAMES + t] = e.max(LOG_FLOOR).log10();
+        }
+    }
+    let max = mel.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let floor = max - DYNAMIC_RANGE_LOG10;
+    for v in mel.iter_mut() {
+        *v = (v.max(floor) + 4.0) / 4.0;
+    }
+    mel
+}
+
+/// Split a long signal into consecutive 30 s windows (the last one shorter),
+/// so that nothing past 30 s is silently dropped.
+pub fn windows(pcm: &[f32]) -> impl Iterator<Item = &[f32]> {
+    let n = pcm.len().max(1).div_ceil(N_SAMPLES);
+    (0..n).map(move |i| &pcm[i * N_SAMPLES..((i + 1) * N_SAMPLES).min(pcm.len())])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reflect_pad_matches_numpy() {
+        // np.pad([1,2,3,4,5], 2, mode="reflect") == [3,2,1,2,3,4,5,4,3]
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert_eq!(
+            reflect_pad(&x, 2),
+            vec![3.0, 2.0, 1.0, 2.0, 3.0, 4.0, 5.0, 4.0, 3.0]
+        );
+    }
+
+    #[test]
+    fn slaney_filters_have_unit_area_triangles() {
+        // Slaney normalisation: ∫ triangle dHz = 1, i.e. Σ w · Δf ≈ 1 for
+        // filters wide enough to be sampled by several FFT bins.
+        let f = MelFilters::new(80);
+        let df = 16_000.0 / N_FFT as f32;
+        let area: f32 = f.weights()[79 * N_FREQS..80 * N_FREQS].iter().sum::<f32>() * df;
+        assert!((area - 1.0).abs() < 0.05, "area {area}");
+        // Every filter has some support (none is all-zero) for 80 and 128 bins.
+        for n in [80, 128] {
+            let f = MelFilters::new(n);
+            for m in 0..n {
+                assert!(f.weights()[m * N_FREQS..(m + 1) * N_FREQS]
+                    .iter()
+                    .any(|&w| w > 0.0));
+            }
+        }
+    }
+
+    #[test]
+    fn silence_maps_to_the_floor_and_shape_is_whisper_s() {
+        let f = MelFilters::new(80);
+        let mel = log_mel(&[], &f);
+        assert_eq!(mel.len(), 80 * N_FRAMES);
+        // log10(1e-10) = -10, so every value is (-10 + 4) / 4.
+        assert!(mel.iter().all(|&v| (v + 1.5).abs() < 1e-6));
+    }
+
+    #[test]
+    fn windows_cover_long_audio_without_loss() {
+        let pcm = vec![0.1f32; N_SAMPLES * 2 + 5];
+        let lens: Vec<usize> = windows(&pcm).map(|w| w.len()).collect();
+        assert_eq!(lens, vec![N_SAMPLES, N_SAMPLES, 5]);
+        assert_eq!(windows(&[]).count(), 1);
+    }
+}

@@ -1,0 +1,5 @@
+//! Turning models into text: Whisper transcription (and later LLM generation).
+
+pub mod transcribe;
+
+pub use transcribe::{TranscribeOptions, Transcriber, Transcript};

@@ -1,0 +1,16 @@
+//! Reading checkpoints of every supported layout into named tensors.
+//!
+//! Each reader returns a plain `name → Tensor` map in the file's own naming;
+//! models translate names (if at all) in one place next to their code.
+
+pub mod cache;
+pub mod ct2;
+pub mod hf;
+pub mod safetensors_io;
+
+use std::collections::HashMap;
+
+use candle_core::Tensor;
+
+/// Named tensors as read from a checkpoint.
+pub type TensorMap = HashMap<String, Tensor>;
