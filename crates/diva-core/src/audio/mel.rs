@@ -35,6 +35,9 @@ const DYNAMIC_RANGE_LOG10: f32 = 8.0;
 pub struct MelFilters {
     n_mels: usize,
     weights: Vec<f32>,
+    /// Per filter, the FFT bins where its triangle is non-zero: each bin
+    /// feeds at most two filters, so the dense product would be ~98% zeros.
+    support: Vec<std::ops::Range<usize>>,
     fft: Arc<dyn RealToComplex<f32>>,
     window: Vec<f32>,
 }
@@ -106,9 +109,18 @@ impl MelFilters {
                 (0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / N_FFT as f64).cos()) as f32
             })
             .collect();
+        let support = (0..n_mels)
+            .map(|m| {
+                let row = &weights[m * N_FREQS..(m + 1) * N_FREQS];
+                let first = row.iter().position(|&w| w != 0.0).unwrap_or(0);
+                let last = row.iter().rposition(|&w| w != 0.0).map_or(0, |l| l + 1);
+                first..last.max(first)
+            })
+            .collect();
         MelFilters {
             n_mels,
             weights,
+            support,
             fft,
             window,
         }
@@ -136,9 +148,9 @@ fn reflect_pad(x: &[f32], pad: usize) -> Vec<f32> {
     out
 }
 
-/// Power spectra of frames `frames` of the padded signal, written into `out`
-/// (`[frames.len() × N_FREQS]`).
-fn power_frames(
+/// log10 mel energies of frames `frames` of the padded signal, written into
+/// `out` frame-major (`[frames.len() × n_mels]`).
+fn log_mel_frames(
     filters: &MelFilters,
     padded: &[f32],
     frames: std::ops::Range<usize>,
@@ -147,6 +159,8 @@ fn power_frames(
     let mut input = filters.fft.make_input_vec();
     let mut spectrum = filters.fft.make_output_vec();
     let mut scratch = filters.fft.make_scratch_vec();
+    let mut power = vec![0f32; N_FREQS];
+    let n_mels = filters.n_mels;
     for (row, t) in frames.enumerate() {
         let start = t * HOP_LENGTH;
         for ((dst, &s), &w) in input
@@ -160,11 +174,14 @@ fn power_frames(
             .fft
             .process_with_scratch(&mut input, &mut spectrum, &mut scratch)
             .expect("FFT buffers are sized by the planner");
-        for (dst, c) in out[row * N_FREQS..(row + 1) * N_FREQS]
-            .iter_mut()
-            .zip(&spectrum)
-        {
+        for (dst, c) in power.iter_mut().zip(&spectrum) {
             *dst = c.norm_sqr();
+        }
+        for (m, dst) in out[row * n_mels..(row + 1) * n_mels].iter_mut().enumerate() {
+            let r = filters.support[m].clone();
+            let w = &filters.weights[m * N_FREQS + r.start..m * N_FREQS + r.end];
+            let e: f32 = w.iter().zip(&power[r]).map(|(a, b)| a * b).sum();
+            *dst = e.max(LOG_FLOOR).log10();
         }
     }
 }
@@ -177,32 +194,27 @@ pub fn log_mel(pcm: &[f32], filters: &MelFilters) -> Vec<f32> {
     audio[..n].copy_from_slice(&pcm[..n]);
     let padded = reflect_pad(&audio, N_FFT / 2);
 
-    // The STFT dominates; split frames across the available cores.
-    let mut power = vec![0f32; N_FRAMES * N_FREQS];
+    // Frames are independent: split them across the available cores.
+    let n_mels = filters.n_mels;
+    let mut by_frame = vec![0f32; N_FRAMES * n_mels];
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
     let per = N_FRAMES.div_ceil(threads);
     std::thread::scope(|s| {
-        for (i, chunk) in power.chunks_mut(per * N_FREQS).enumerate() {
+        for (i, chunk) in by_frame.chunks_mut(per * n_mels).enumerate() {
             let padded = &padded;
             s.spawn(move || {
                 let start = i * per;
-                let frames = start..start + chunk.len() / N_FREQS;
-                power_frames(filters, padded, frames, chunk)
+                log_mel_frames(filters, padded, start..start + chunk.len() / n_mels, chunk)
             });
         }
     });
-
-    // mel = filters @ power (per frame), then log10 with Whisper's clamps.
-    let n_mels = filters.n_mels;
+    // Whisper's layout is mel-major: [n_mels × N_FRAMES].
     let mut mel = vec![0f32; n_mels * N_FRAMES];
-    for t in 0..N_FRAMES {
-        let p = &power[t * N_FREQS..(t + 1) * N_FREQS];
-        for m in 0..n_mels {
-            let w = &filters.weights[m * N_FREQS..(m + 1) * N_FREQS];
-            let e: f32 = w.iter().zip(p).map(|(a, b)| a * b).sum();
-            mel[m * N_FRAMES + t] = e.max(LOG_FLOOR).log10();
+    for (t, frame) in by_frame.chunks_exact(n_mels).enumerate() {
+        for (m, &v) in frame.iter().enumerate() {
+            mel[m * N_FRAMES + t] = v;
         }
     }
     let max = mel.iter().copied().fold(f32::NEG_INFINITY, f32::max);

@@ -56,7 +56,7 @@ pub fn softmax_last(x: &Tensor, exec: Exec) -> Result<Tensor> {
         return softmax_last(&x.to_dtype(DType::F32)?, exec)?.to_dtype(dtype);
     }
     match exec {
-        Exec::Fused => candle_nn::ops::softmax_last_dim(&x.contiguous()?),
+        Exec::Fused => crate::models::kernels::softmax::softmax_last_dim(x),
         Exec::Autograd => {
             let max = x.max_keepdim(D::Minus1)?.detach();
             let e = x.broadcast_sub(&max)?.exp()?;

@@ -1,6 +1,9 @@
 //! The networks: Whisper (encoder + decoder), and later the LLM and connector.
 
 pub mod exec;
+pub mod kernels;
+pub mod linear;
+pub mod llm;
 pub mod whisper;
 
 pub use exec::Exec;

@@ -1,5 +1,13 @@
-//! Tokenizers (and later chat templates and prompt splitting).
+//! Tokenizers, chat templates, prompt splitting and streaming detokenisation.
 
+pub mod chat_template;
+pub mod gguf_tokenizer;
+pub mod llm_tokenizer;
+pub mod stream;
 pub mod whisper_tokenizer;
 
+pub use chat_template::{ChatTemplate, Content, ContentPart, Message};
+pub use gguf_tokenizer::tokenizer_from_gguf;
+pub use llm_tokenizer::LlmTokenizer;
+pub use stream::TokenStream;
 pub use whisper_tokenizer::WhisperTokenizer;

@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod ct2;
+pub mod gguf;
 pub mod hf;
 pub mod safetensors_io;
 

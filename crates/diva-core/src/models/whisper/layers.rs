@@ -2,8 +2,10 @@
 //! multi-head attention (self or cross, optionally causal) and the erf-GELU MLP.
 //! Parameter names follow HF's `WhisperEncoderLayer` / `WhisperDecoderLayer`.
 
-use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{Linear, VarBuilder};
+use candle_core::{Result, Tensor, D};
+use candle_nn::VarBuilder;
+
+use crate::models::linear::Linear;
 
 use crate::models::exec::{self, Exec};
 

@@ -1,0 +1,111 @@
+//! Softmax over the last dimension for contiguous f32 on CPU: rows in
+//! parallel, max / exp / normalise in three passes with [`super::fast_exp`].
+//! Other dtypes and devices fall back to candle's kernel.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::fast_exp;
+
+struct SoftmaxLastDim;
+
+impl CustomOp1 for SoftmaxLastDim {
+    fn name(&self) -> &'static str {
+        "diva-softmax-last-dim"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(src) = storage else {
+            candle_core::bail!("diva softmax: f32 only");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("diva softmax: input must be contiguous");
+        };
+        let src = &src[start..end];
+        let n = layout.shape().dims().last().copied().unwrap_or(1).max(1);
+        let mut dst = vec![0f32; src.len()];
+        dst.par_chunks_mut(n)
+            .zip(src.par_chunks(n))
+            .for_each(|(d, s)| {
+                // Separate passes with no loop-carried float dependency, so each
+                // one auto-vectorises (a running `sum +=` would serialise the exp).
+                let max = max8(s);
+                let max = if max.is_finite() { max } else { 0.0 };
+                for (o, &v) in d.iter_mut().zip(s) {
+                    *o = fast_exp::exp(v - max);
+                }
+                let inv = 1.0 / sum8(d);
+                for o in d.iter_mut() {
+                    *o *= inv;
+                }
+            });
+        Ok((CpuStorage::F32(dst), layout.shape().clone()))
+    }
+}
+
+/// Sum with 8 independent accumulators, so the loop vectorises.
+#[inline(always)]
+fn sum8(x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        let c: &[f32; 8] = c.try_into().expect("chunks_exact(8)");
+        for i in 0..8 {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Max with 8 independent accumulators (NaN-free input assumed; a NaN row
+/// stays NaN through the exp pass anyway).
+#[inline(always)]
+fn max8(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    for c in chunks {
+        let c: &[f32; 8] = c.try_into().expect("chunks_exact(8)");
+        for i in 0..8 {
+            acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+        }
+    }
+    acc.iter().copied().fold(tail, f32::max)
+}
+
+/// Softmax over the last dimension (inference only: no gradient).
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+        x.contiguous()?.apply_op1_no_bwd(&SoftmaxLastDim)
+    } else {
+        candle_nn::ops::softmax_last_dim(&x.contiguous()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn equals_candle_softmax_including_masked_rows() {
+        let x = Tensor::randn(0f32, 4.0, (3, 7, 300), &Device::Cpu).unwrap();
+        let mask = crate::models::whisper::layers::causal_mask(7, 300, 5, &Device::Cpu).unwrap();
+        let x = x.broadcast_add(&mask).unwrap();
+        let ours = super::softmax_last_dim(&x).unwrap();
+        let theirs = candle_nn::ops::softmax_last_dim(&x).unwrap();
+        let d = (ours - theirs)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(d < 1e-6, "max diff {d}");
+    }
+}

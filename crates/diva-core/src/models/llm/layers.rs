@@ -1,0 +1,176 @@
+//! The decoder's blocks: RMSNorm, projections (dense or quantized), grouped-query
+//! attention with RoPE and a KV cache, and the SwiGLU MLP.
+
+use candle_core::quantized::QMatMul;
+use candle_core::{DType, Module, Result, Tensor, D};
+
+use super::rope::Rope;
+use crate::models::exec::{self, Exec};
+use crate::models::linear::Linear;
+
+/// A projection `y = x Wᵀ (+ b)`. Quantized weights stay quantized for
+/// inference (candle's quantized matmul); training dequantizes them.
+#[derive(Debug, Clone)]
+pub enum Proj {
+    Dense(Linear),
+    Quantized { weight: QMatMul, bias: Option<Tensor> },
+}
+
+impl Proj {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Proj::Dense(l) => l.forward(x),
+            Proj::Quantized { weight, bias } => {
+                // candle's quantized CPU matmul ignores a view's start offset
+                // (e.g. the last row of a prompt); hand it a fresh buffer.
+                let x = if x.layout().start_offset() != 0 { &x.copy()? } else { x };
+                let dims = x.dims().to_vec();
+                let d_in = *dims.last().unwrap_or(&1);
+                let rows = x.elem_count() / d_in.max(1);
+                let y = weight.forward(&x.reshape((rows, d_in))?.to_dtype(DType::F32)?)?.to_dtype(x.dtype())?;
+                let y = match bias {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                };
+                let mut out = dims;
+                if let Some(last) = out.last_mut() {
+                    *last = y.dim(1)?;
+                }
+                y.reshape(out)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    pub weight: Tensor,
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    pub fn forward(&self, x: &Tensor, exec: Exec) -> Result<Tensor> {
+        match exec {
+            Exec::Fused => candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps as f32),
+            Exec::Autograd => {
+                let dtype = x.dtype();
+                let work = if matches!(dtype, DType::F16 | DType::BF16) { DType::F32 } else { dtype };
+                let xf = x.to_dtype(work)?;
+                let ms = xf.sqr()?.mean_keepdim(D::Minus1)?;
+                let normed = xf.broadcast_div(&(ms + self.eps)?.sqrt()?)?.to_dtype(dtype)?;
+                normed.broadcast_mul(&self.weight)
+            }
+        }
+    }
+}
+
+/// Per-layer keys and values `[b, kv_heads, t, head_dim]` of the tokens so far.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    pub layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    pub fn new(n_layers: usize) -> Self {
+        Self { layers: vec![None; n_layers] }
+    }
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.layers.first().and_then(|l| l.as_ref()).map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Attention {
+    pub q_proj: Proj,
+    pub k_proj: Proj,
+    pub v_proj: Proj,
+    pub o_proj: Proj,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl Attention {
+    fn heads(&self, x: &Tensor, n: usize) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        x.reshape((b, t, n, self.head_dim))?.transpose(1, 2)?.contiguous()
+    }
+
+    /// `mask`: additive `[b, 1, t, past + t]`. Returns the output and the
+    /// layer's updated keys/values.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        rope: &Rope,
+        mask: Option<&Tensor>,
+        past: Option<&(Tensor, Tensor)>,
+        exec: Exec,
+    ) -> Result<(Tensor, (Tensor, Tensor))> {
+        let (b, t, _) = x.dims3()?;
+        let offset = past.map_or(0, |(k, _)| k.dim(2).unwrap_or(0));
+        let q = rope.apply(&self.heads(&self.q_proj.forward(x)?, self.num_heads)?, offset, exec)?;
+        let k = rope.apply(&self.heads(&self.k_proj.forward(x)?, self.num_kv_heads)?, offset, exec)?;
+        let v = self.heads(&self.v_proj.forward(x)?, self.num_kv_heads)?;
+        let (k, v) = match past {
+            Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
+            None => (k, v),
+        };
+        // Grouped-query attention: each kv head serves `group` query heads.
+        let group = self.num_heads / self.num_kv_heads;
+        let q = q.reshape((b, self.num_kv_heads, group * t, self.head_dim))?;
+        let scale = (self.head_dim as f64).powf(-0.5);
+        let scores = (q.matmul(&k.t()?)? * scale)?;
+        let scores = scores.reshape((b, self.num_heads, t, k.dim(2)?))?;
+        let scores = match mask {
+            Some(m) => scores.broadcast_add(m)?,
+            None => scores,
+        };
+        let probs = exec::softmax_last(&scores, exec)?.reshape((b, self.num_kv_heads, group * t, k.dim(2)?))?;
+        let out = probs.matmul(&v)?.reshape((b, self.num_heads, t, self.head_dim))?;
+        let out = out.transpose(1, 2)?.reshape((b, t, self.num_heads * self.head_dim))?;
+        Ok((self.o_proj.forward(&out)?, (k, v)))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    pub gate_proj: Proj,
+    pub up_proj: Proj,
+    pub down_proj: Proj,
+}
+
+impl Mlp {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gate = self.gate_proj.forward(x)?.silu()?;
+        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub input_layernorm: RmsNorm,
+    pub self_attn: Attention,
+    pub post_attention_layernorm: RmsNorm,
+    pub mlp: Mlp,
+}
+
+impl Block {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        rope: &Rope,
+        mask: Option<&Tensor>,
+        past: Option<&(Tensor, Tensor)>,
+        exec: Exec,
+    ) -> Result<(Tensor, (Tensor, Tensor))> {
+        let h = self.input_layernorm.forward(x, exec)?;
+        let (a, kv) = self.self_attn.forward(&h, rope, mask, past, exec)?;
+        let x = (x + a)?;
+        let h = self.post_attention_layernorm.forward(&x, exec)?;
+        Ok(((&x + self.mlp.forward(&h)?)?, kv))
+    }
+}

@@ -1,0 +1,12 @@
+//! The frozen text LLM: one decoder for the Llama family and Qwen2.
+
+pub mod config;
+pub mod layers;
+pub mod load;
+pub mod model;
+pub mod rope;
+
+pub use config::{Family, LlmConfig, RopeStyle};
+pub use layers::KvCache;
+pub use load::{load_llm, WeightMode};
+pub use model::Llm;

@@ -1,0 +1,103 @@
+//! The frozen decoder-only LLM (Llama family and Qwen2) that DiVA wraps.
+//!
+//! `forward_embeds` takes input embeddings — token embeddings for the
+//! teacher, virtual tokens for the student — and returns the final hidden
+//! states after the last RMSNorm and before `lm_head`, which is where the
+//! distillation loss is taken.
+
+use candle_core::{DType, Device, Result, Tensor};
+
+use super::config::LlmConfig;
+use super::layers::{Block, KvCache, Proj, RmsNorm};
+use super::rope::Rope;
+use crate::models::Exec;
+
+#[derive(Debug, Clone)]
+pub struct Llm {
+    pub config: LlmConfig,
+    /// Token embedding table `[vocab, hidden]`, dense in the compute dtype.
+    pub embed_tokens: Tensor,
+    pub layers: Vec<Block>,
+    pub norm: RmsNorm,
+    pub lm_head: Proj,
+    pub rope: Rope,
+    pub dtype: DType,
+    pub device: Device,
+}
+
+/// Additive attention mask `[b, 1, t, past + t]`: causal, plus padding from
+/// `keep` (`[b, past + t]`, 1 for real tokens, 0 for padding).
+pub fn attention_mask(b: usize, t: usize, past: usize, keep: Option<&Tensor>, device: &Device) -> Result<Tensor> {
+    let total = past + t;
+    let causal: Vec<f32> = (0..t)
+        .flat_map(|i| (0..total).map(move |j| if j <= past + i { 0.0 } else { f32::NEG_INFINITY }))
+        .collect();
+    let causal = Tensor::from_vec(causal, (1, 1, t, total), device)?;
+    match keep {
+        None => causal.broadcast_as((b, 1, t, total))?.contiguous(),
+        Some(keep) => {
+            let keep = keep.to_dtype(DType::F32)?.reshape((b, 1, 1, total))?;
+            // Padding keys get a large finite penalty rather than -inf, so a row
+            // with only padding before it (left padding) stays finite, not NaN.
+            let pad = ((keep - 1.0)? * 1e9)?;
+            causal.broadcast_add(&pad)
+        }
+    }
+}
+
+impl Llm {
+    pub fn hidden_size(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    /// Token ids `[b, t]` → embeddings `[b, t, hidden]`.
+    pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        self.embed_tokens.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, self.config.hidden_size))
+    }
+
+    /// Run the decoder on embeddings `[b, t, hidden]` continuing after the
+    /// cache (if any); `keep` `[b, past + t]` marks real (1) vs padding (0)
+    /// positions. Returns final-norm hidden states `[b, t, hidden]`.
+    pub fn forward_embeds(
+        &self,
+        x: &Tensor,
+        keep: Option<&Tensor>,
+        mut cache: Option<&mut KvCache>,
+        exec: Exec,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        if past + t > self.rope.max_positions() {
+            candle_core::bail!(
+                "sequence of {} tokens exceeds the model's context window of {}",
+                past + t,
+                self.rope.max_positions()
+            );
+        }
+        let mask = if t == 1 && keep.is_none() {
+            None
+        } else {
+            Some(attention_mask(b, t, past, keep, &self.device)?.to_dtype(self.dtype)?)
+        };
+        let mut x = x.to_dtype(self.dtype)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let past_kv = cache.as_ref().and_then(|c| c.layers[i].clone());
+            let (y, kv) = layer.forward(&x, &self.rope, mask.as_ref(), past_kv.as_ref(), exec)?;
+            if let Some(c) = cache.as_deref_mut() {
+                c.layers[i] = Some(kv);
+            }
+            x = y;
+        }
+        self.norm.forward(&x, exec)
+    }
+
+    /// Hidden states → logits (f32).
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.lm_head.forward(hidden)?.to_dtype(DType::F32)
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.layers.len())
+    }
+}

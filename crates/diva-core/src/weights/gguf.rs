@@ -1,0 +1,82 @@
+//! GGUF files: metadata and (quantized) tensors, with errors naming the file.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::Device;
+
+use crate::{Error, Result};
+
+/// Quantization types diva keeps quantized for inference (and dequantizes
+/// for training). Others that candle can read work too; these are tested.
+pub const TESTED_QUANT_TYPES: &[GgmlDType] =
+    &[GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q6K];
+
+pub struct GgufFile {
+    pub path: PathBuf,
+    pub content: Content,
+}
+
+impl GgufFile {
+    /// Read the header and metadata (tensors are read lazily).
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::model(path, format!("cannot open: {e}")))?;
+        let mut reader = BufReader::new(file);
+        let content = Content::read(&mut reader).map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains("dtype") {
+                Error::model(path, format!("uses a quantization type diva does not support ({msg}); re-quantize to Q4_0, Q4_1, Q8_0, Q4_K or Q6_K"))
+            } else {
+                Error::model(path, format!("not a valid GGUF file ({msg})"))
+            }
+        })?;
+        Ok(Self { path: path.to_path_buf(), content })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.content.metadata.get(key)
+    }
+
+    pub fn require(&self, key: &str) -> Result<&Value> {
+        self.get(key).ok_or_else(|| Error::model(&self.path, format!("metadata key `{key}` is missing")))
+    }
+
+    pub fn u64(&self, key: &str) -> Result<u64> {
+        let v = self.require(key)?;
+        v.to_u64()
+            .or_else(|_| v.to_u32().map(u64::from))
+            .or_else(|_| v.to_i32().map(|x| x as u64))
+            .map_err(|e| Error::model(&self.path, format!("metadata `{key}`: {e}")))
+    }
+
+    pub fn f64(&self, key: &str) -> Result<f64> {
+        let v = self.require(key)?;
+        v.to_f32()
+            .map(f64::from)
+            .or_else(|_| v.to_f64())
+            .map_err(|e| Error::model(&self.path, format!("metadata `{key}`: {e}")))
+    }
+
+    pub fn string(&self, key: &str) -> Result<String> {
+        self.require(key)?
+            .to_string()
+            .cloned()
+            .map_err(|e| Error::model(&self.path, format!("metadata `{key}`: {e}")))
+    }
+
+    pub fn has_tensor(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
+    }
+
+    /// Read one tensor, still quantized.
+    pub fn tensor(&self, name: &str, device: &Device) -> Result<QTensor> {
+        let file = File::open(&self.path).map_err(|e| Error::model(&self.path, format!("cannot open: {e}")))?;
+        let mut reader = BufReader::new(file);
+        self.content
+            .tensor(&mut reader, name, device)
+            .map_err(|e| Error::model(&self.path, format!("tensor `{name}`: {e} (file truncated or damaged?)")))
+    }
+}
