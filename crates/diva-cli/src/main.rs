@@ -3,6 +3,7 @@
 
 mod cmd;
 mod common;
+mod sampling_args;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,8 @@ struct Cli {
 enum Command {
     /// Transcribe audio files with Whisper (greedy, no timestamps).
     Transcribe(cmd::transcribe::Args),
+    /// Chat with the text LLM (one prompt, or --interactive).
+    Generate(cmd::generate::Args),
     /// Fetch and list the default models.
     #[command(subcommand)]
     Models(cmd::models::Cmd),
@@ -43,6 +46,7 @@ fn main() -> std::process::ExitCode {
     common::init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Transcribe(a) => cmd::transcribe::run(a),
+        Command::Generate(a) => cmd::generate::run(a),
         Command::Models(c) => cmd::models::run(c),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Eval(c) => cmd::eval::run(c),

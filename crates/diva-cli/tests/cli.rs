@@ -39,7 +39,8 @@ fn transcribes_real_speech_to_stdout_only() {
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     let stdout = text(&out.stdout).to_lowercase();
     assert_eq!(stdout.lines().count(), 1, "one line per file: {stdout:?}");
-    for w in ["not", "ill", "young man"] {
+    // tiny.en (like faster-whisper with it) hears "ill disposed" as "old-sposed".
+    for w in ["he was not", "young man"] {
         assert!(stdout.contains(w), "{w:?} not in {stdout:?}");
     }
 }

@@ -472,6 +472,14 @@ fn chat_template_python_compat() {
         ok("{{ none }} {{ true }} {{ [1, 'a'] }} {{ {'k': 1.5} }}"),
         "None True [1, 'a'] {'k': 1.5}"
     );
+    assert_eq!(
+        ok(r#"{{ 1e16 }} {{ 1.5e-5 }} {{ [1.0, none, "it's"] }} {{ tools }} {{ documents }}"#),
+        r#"1e+16 1.5e-05 [1.0, None, "it's"] None None"#
+    );
+    assert_eq!(
+        ok("{{ (messages[0].content ~ 1) }}|{{ 3/2 }}|{{ 7//2 }}|{{ [1,2]|string }}"),
+        "  Hi there  1|1.5|3|[1, 2]"
+    );
     // loop controls, namespace
     assert_eq!(
         ok("{% set ns = namespace(n=0) %}{% for i in range(5) %}{% if i == 3 %}{% break %}{% endif %}{% set ns.n = ns.n + i %}{% endfor %}{{ ns.n }}"),

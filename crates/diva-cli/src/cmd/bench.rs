@@ -22,6 +22,25 @@ use crate::common::Precision;
 pub enum Cmd {
     /// Log-mel (30 s) and encoder timings, side by side with faster-whisper.
     Frontend(FrontendArgs),
+    /// LLM prompt-processing and decode tokens/s, side by side with transformers.
+    Llm(LlmArgs),
+}
+
+#[derive(clap::Args)]
+pub struct LlmArgs {
+    #[arg(long, default_value = cache::DEFAULT_LLM)]
+    llm: String,
+    #[arg(long, default_value_t = 128)]
+    prompt_tokens: usize,
+    #[arg(long, default_value_t = 64)]
+    gen_tokens: usize,
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Python with transformers for the side-by-side run (default: the reference venv).
+    #[arg(long)]
+    python: Option<PathBuf>,
+    #[arg(long)]
+    no_reference: bool,
 }
 
 #[derive(clap::Args)]
@@ -171,8 +190,151 @@ fn frontend(a: FrontendArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Prefill `n` tokens then `gen` greedy steps (EOS ignored); returns
+/// (prompt tok/s, decode tok/s), medians over `repeat`.
+fn time_llm(
+    llm: &diva_core::models::llm::Llm,
+    prompt: &[u32],
+    gen: usize,
+    repeat: usize,
+) -> Result<(f64, f64)> {
+    use candle_core::Tensor;
+    use diva_core::models::Exec;
+    let dev = llm.device.clone();
+    let mut pp = Vec::new();
+    let mut dec = Vec::new();
+    for _ in 0..repeat + 1 {
+        let mut cache = llm.new_cache();
+        let t0 = Instant::now();
+        let x = llm.embed(&Tensor::new(prompt, &dev)?.unsqueeze(0)?)?;
+        let h = llm.forward_embeds(&x, None, Some(&mut cache), Exec::Fused)?;
+        let mut next = llm
+            .logits(&h.narrow(1, prompt.len() - 1, 1)?)?
+            .flatten_all()?
+            .argmax(0)?
+            .to_scalar::<u32>()?;
+        pp.push(t0.elapsed().as_secs_f64());
+        let t1 = Instant::now();
+        for _ in 1..gen {
+            let x = llm.embed(&Tensor::new(&[[next]], &dev)?)?;
+            let h = llm.forward_embeds(&x, None, Some(&mut cache), Exec::Fused)?;
+            next = llm
+                .logits(&h)?
+                .flatten_all()?
+                .argmax(0)?
+                .to_scalar::<u32>()?;
+        }
+        dec.push(t1.elapsed().as_secs_f64());
+    }
+    // The first run is a warm-up.
+    let med = |mut v: Vec<f64>| {
+        v.remove(0);
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    Ok((prompt.len() as f64 / med(pp), (gen - 1) as f64 / med(dec)))
+}
+
+fn llm_bench(a: LlmArgs) -> Result<ExitCode> {
+    use candle_core::quantized::GgmlDType;
+    use diva_core::models::llm::{load_llm, WeightMode};
+    let path = cache::resolve_llm(&a.llm)?;
+    let tok = super::generate::load_tokenizer(&path)?;
+    const TEXT: &str = "The history of speech recognition goes back to the 1950s, when researchers at Bell Labs built a system that could recognise spoken digits from a single speaker. ";
+    let base = tok.encode(TEXT, false)?;
+    let prompt: Vec<u32> = base.iter().copied().cycle().take(a.prompt_tokens).collect();
+    let mut rows = Vec::new();
+    eprintln!(
+        "{:<34}{:>14}{:>14}",
+        "engine", "prompt tok/s", "decode tok/s"
+    );
+    for (name, mode) in [
+        (
+            "diva f32 (dequantized)",
+            WeightMode::Dense(candle_core::DType::F32),
+        ),
+        ("diva as stored (GGUF)", WeightMode::Quantized),
+        (
+            "diva Q8_0 kernels",
+            WeightMode::Requantized(GgmlDType::Q8_0),
+        ),
+        (
+            "diva Q4_0 kernels",
+            WeightMode::Requantized(GgmlDType::Q4_0),
+        ),
+    ] {
+        let llm = match load_llm(&path, mode, &Device::Cpu) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("{name:<34}  skipped: {e}");
+                continue;
+            }
+        };
+        let (pp, dec) = time_llm(&llm, &prompt, a.gen_tokens, a.repeat)?;
+        eprintln!("{name:<34}{pp:>14.1}{dec:>14.1}");
+        rows.push(json!({"engine": name, "prompt_tok_s": pp, "decode_tok_s": dec}));
+    }
+    let mut report = json!({"model": path, "prompt_tokens": a.prompt_tokens, "gen_tokens": a.gen_tokens, "diva": rows});
+    if !a.no_reference {
+        match reference_python(a.python) {
+            None => eprintln!(
+                "(transformers side skipped: run tools/reference/setup-venv or pass --python)"
+            ),
+            Some(py) if path.is_file() => {
+                let out = Command::new(&py)
+                    .args([
+                        "tools/reference/bench_llm.py",
+                        "--json",
+                        "--engine",
+                        "transformers",
+                        "--engine",
+                        "llama_cpp",
+                    ])
+                    .arg("--gguf")
+                    .arg(&path)
+                    .args([
+                        "--prompt-tokens",
+                        &a.prompt_tokens.to_string(),
+                        "--gen-tokens",
+                        &a.gen_tokens.to_string(),
+                    ])
+                    .args(["--repeat", &a.repeat.to_string()])
+                    .output()
+                    .with_context(|| format!("cannot run {}", py.display()))?;
+                if !out.status.success() {
+                    bail!(
+                        "reference benchmark failed:\n{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                let peers: serde_json::Value = serde_json::from_slice(&out.stdout)
+                    .context("reference benchmark printed invalid JSON")?;
+                for p in peers.as_array().into_iter().flatten() {
+                    let name = format!(
+                        "{} ({})",
+                        p["engine"].as_str().unwrap_or("?"),
+                        p["dtype"].as_str().unwrap_or("")
+                    );
+                    match (p["prompt_tok_s"].as_f64(), p["decode_tok_s"].as_f64()) {
+                        (Some(pp), Some(d)) => eprintln!("{name:<34}{pp:>14.1}{d:>14.1}"),
+                        _ => eprintln!(
+                            "{name:<34}  unavailable: {}",
+                            p["error"].as_str().unwrap_or("?")
+                        ),
+                    }
+                }
+                report["reference"] = peers;
+            }
+            Some(_) => eprintln!("(reference side needs a .gguf model)"),
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::Frontend(a) => frontend(a),
+        Cmd::Llm(a) => llm_bench(a),
     }
 }

@@ -20,12 +20,12 @@ const TEMPLATE: &str = "chat_template";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub role: String,
-    pub content: Content,
+    pub content: MessageContent,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum Content {
+pub enum MessageContent {
     Text(String),
     Parts(Vec<ContentPart>),
 }
@@ -43,7 +43,7 @@ impl Message {
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
         Self {
             role: role.into(),
-            content: Content::Text(content.into()),
+            content: MessageContent::Text(content.into()),
         }
     }
     pub fn system(content: impl Into<String>) -> Self {
@@ -128,7 +128,9 @@ impl ChatTemplate {
     }
 
     /// Renders `messages`; `extra` (a JSON object, or null) adds or overrides template variables
-    /// (`tools`, `date_string`, …).
+    /// (`tools`, `date_string`, …). Objects keep the key order `extra` serialises with, which
+    /// `tojson` prints: a `serde_json::Value` (without serde_json's `preserve_order`) sorts its
+    /// keys; a `minijinja::Value` parsed from JSON or a struct keeps theirs.
     pub fn render<E: Serialize + ?Sized>(
         &self,
         messages: &[Message],
@@ -214,7 +216,7 @@ impl ChatTemplate {
 pub fn system_markers(prefix: &str) -> Option<(String, String)> {
     let mut lines = prefix.split('\n').filter(|l| !l.trim().is_empty());
     let first = lines.next()?;
-    let last = lines.last().unwrap_or(first);
+    let last = lines.next_back().unwrap_or(first);
     Some((format!("{first}\n"), format!("\n{last}\n")))
 }
 

@@ -6,7 +6,7 @@ pub mod llm_tokenizer;
 pub mod stream;
 pub mod whisper_tokenizer;
 
-pub use chat_template::{ChatTemplate, Content, ContentPart, Message};
+pub use chat_template::{ChatTemplate, ContentPart, Message, MessageContent};
 pub use gguf_tokenizer::tokenizer_from_gguf;
 pub use llm_tokenizer::LlmTokenizer;
 pub use stream::TokenStream;

@@ -15,6 +15,45 @@ pub const KNOWN_MODELS: &[(&str, &str)] = &[
 /// The default Whisper for transcription.
 pub const DEFAULT_WHISPER: &str = "tiny.en";
 
+/// The default text LLM.
+pub const DEFAULT_LLM: &str = "smollm2";
+
+/// Files an LLM hub repository must provide.
+const LLM_HUB_FILES: &[&str] = &[
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "model.safetensors",
+];
+
+/// Resolve an LLM argument: a fetched name (`smollm2`), a `.gguf` file, an HF
+/// directory, or a hub id. Returns a GGUF file or an HF directory.
+pub fn resolve_llm(arg: &str) -> Result<PathBuf> {
+    if let Some((_, dir)) = KNOWN_MODELS
+        .iter()
+        .find(|(n, d)| *n == arg && !d.starts_with("whisper"))
+    {
+        let path = models_dir().join(dir);
+        if !is_complete(&path) {
+            return Err(Error::MissingCache {
+                what: format!("model `{arg}`"),
+                path,
+            });
+        }
+        return Ok(path.join("model.gguf"));
+    }
+    let p = Path::new(arg);
+    if p.is_file() || p.is_dir() {
+        return Ok(p.to_path_buf());
+    }
+    if super::hf::looks_like_hub_id(arg) {
+        return super::hf::fetch_repo(arg, LLM_HUB_FILES);
+    }
+    Err(Error::Config(format!(
+        "LLM `{arg}` is neither a fetched name (smollm2), a .gguf file, an HF directory, nor a hub id like HuggingFaceTB/SmolLM2-135M-Instruct"
+    )))
+}
+
 /// Files a Whisper hub repository must provide.
 const WHISPER_HUB_FILES: &[&str] = &["config.json", "tokenizer.json", "model.safetensors"];
 

@@ -65,6 +65,8 @@ struct HfConfig {
     #[serde(default = "default_theta")]
     rope_theta: f64,
     rope_scaling: Option<serde_json::Value>,
+    /// transformers ≥ 5 writes `rope_theta` and the scaling here instead.
+    rope_parameters: Option<serde_json::Value>,
     #[serde(default = "default_ctx")]
     max_position_embeddings: usize,
     #[serde(default)]
@@ -82,8 +84,13 @@ fn default_ctx() -> usize {
 impl LlmConfig {
     /// Parse an HF `config.json`. Unknown architectures are refused by name.
     pub fn from_hf_json(text: &str) -> std::result::Result<Self, String> {
-        let c: HfConfig = serde_json::from_str(text).map_err(|e| format!("not a decoder LLM config: {e}"))?;
-        let kind = c.model_type.clone().or_else(|| c.architectures.first().cloned()).unwrap_or_default();
+        let c: HfConfig =
+            serde_json::from_str(text).map_err(|e| format!("not a decoder LLM config: {e}"))?;
+        let kind = c
+            .model_type
+            .clone()
+            .or_else(|| c.architectures.first().cloned())
+            .unwrap_or_default();
         let family = match kind.to_ascii_lowercase().as_str() {
             "llama" | "llamaforcausallm" | "mistral" => Family::Llama,
             "qwen2" | "qwen2forcausallm" => Family::Qwen2,
@@ -93,14 +100,35 @@ impl LlmConfig {
                 ))
             }
         };
-        let rope_scaling = match &c.rope_scaling {
+        let mut rope_theta = c.rope_theta;
+        let mut scaling = c.rope_scaling.clone();
+        if let Some(p) = &c.rope_parameters {
+            if let Some(t) = p.get("rope_theta").and_then(|t| t.as_f64()) {
+                rope_theta = t;
+            }
+            if scaling.is_none() {
+                scaling = Some(p.clone());
+            }
+        }
+        let rope_scaling = match &scaling {
             None | Some(serde_json::Value::Null) => None,
             Some(v) => {
-                let kind = v.get("rope_type").or_else(|| v.get("type")).and_then(|t| t.as_str()).unwrap_or("");
+                let kind = v
+                    .get("rope_type")
+                    .or_else(|| v.get("type"))
+                    .and_then(|t| t.as_str())
+                    .unwrap_or("");
                 match kind {
-                    "llama3" => Some(serde_json::from_value(v.clone()).map_err(|e| format!("rope_scaling: {e}"))?),
-                    "default" => None,
-                    other => return Err(format!("unsupported rope_scaling type `{other}` (supported: llama3)")),
+                    "llama3" => Some(
+                        serde_json::from_value(v.clone())
+                            .map_err(|e| format!("rope_scaling: {e}"))?,
+                    ),
+                    "default" | "" => None,
+                    other => {
+                        return Err(format!(
+                            "unsupported rope_scaling type `{other}` (supported: llama3)"
+                        ))
+                    }
                 }
             }
         };
@@ -114,7 +142,7 @@ impl LlmConfig {
             num_kv_heads: c.num_key_value_heads.unwrap_or(c.num_attention_heads),
             head_dim: c.head_dim.unwrap_or(c.hidden_size / c.num_attention_heads),
             rms_norm_eps: c.rms_norm_eps,
-            rope_theta: c.rope_theta,
+            rope_theta,
             rope_scaling,
             rope_style: RopeStyle::Half,
             max_position_embeddings: c.max_position_embeddings,
@@ -126,22 +154,28 @@ impl LlmConfig {
     /// Read the config from GGUF metadata (`general.architecture` + `<arch>.*`).
     pub fn from_gguf(g: &GgufFile) -> Result<Self> {
         let arch = g.string("general.architecture")?;
-        let family = match arch.as_str() {
-            "llama" => Family::Llama,
-            "qwen2" => Family::Qwen2,
-            other => {
-                return Err(crate::Error::model(
+        let family =
+            match arch.as_str() {
+                "llama" => Family::Llama,
+                "qwen2" => Family::Qwen2,
+                other => return Err(crate::Error::model(
                     &g.path,
-                    format!("unsupported architecture `{other}`: diva runs llama and qwen2 GGUF models"),
-                ))
-            }
-        };
+                    format!(
+                        "unsupported architecture `{other}`: diva runs llama and qwen2 GGUF models"
+                    ),
+                )),
+            };
         let k = |s: &str| format!("{arch}.{s}");
         let hidden = g.u64(&k("embedding_length"))? as usize;
         let heads = g.u64(&k("attention.head_count"))? as usize;
         let vocab = match g.get(&k("vocab_size")) {
             Some(_) => g.u64(&k("vocab_size"))? as usize,
-            None => g.content.tensor_infos.get("token_embd.weight").map(|t| t.shape.dims()[0]).unwrap_or(0),
+            None => g
+                .content
+                .tensor_infos
+                .get("token_embd.weight")
+                .map(|t| t.shape.dims()[0])
+                .unwrap_or(0),
         };
         let head_dim = match g.get(&k("rope.dimension_count")) {
             Some(_) => g.u64(&k("rope.dimension_count"))? as usize,
@@ -154,13 +188,22 @@ impl LlmConfig {
             intermediate_size: g.u64(&k("feed_forward_length"))? as usize,
             num_layers: g.u64(&k("block_count"))? as usize,
             num_heads: heads,
-            num_kv_heads: g.get(&k("attention.head_count_kv")).map_or(Ok(heads as u64), |_| g.u64(&k("attention.head_count_kv")))? as usize,
+            num_kv_heads: g
+                .get(&k("attention.head_count_kv"))
+                .map_or(Ok(heads as u64), |_| g.u64(&k("attention.head_count_kv")))?
+                as usize,
             head_dim,
             rms_norm_eps: g.f64(&k("attention.layer_norm_rms_epsilon"))?,
-            rope_theta: g.get(&k("rope.freq_base")).map_or(Ok(10_000.0), |_| g.f64(&k("rope.freq_base")))?,
+            rope_theta: g
+                .get(&k("rope.freq_base"))
+                .map_or(Ok(10_000.0), |_| g.f64(&k("rope.freq_base")))?,
             rope_scaling: None,
             // llama.cpp permutes Llama's q/k for adjacent-pair rotation; Qwen2 is NeoX-style.
-            rope_style: if family == Family::Llama { RopeStyle::Interleaved } else { RopeStyle::Half },
+            rope_style: if family == Family::Llama {
+                RopeStyle::Interleaved
+            } else {
+                RopeStyle::Half
+            },
             max_position_embeddings: g.u64(&k("context_length"))? as usize,
             tie_word_embeddings: !g.has_tensor("output.weight"),
             attention_bias: g.has_tensor("blk.0.attn_q.bias"),

@@ -13,7 +13,10 @@ use crate::models::linear::Linear;
 #[derive(Debug, Clone)]
 pub enum Proj {
     Dense(Linear),
-    Quantized { weight: QMatMul, bias: Option<Tensor> },
+    Quantized {
+        weight: QMatMul,
+        bias: Option<Tensor>,
+    },
 }
 
 impl Proj {
@@ -23,11 +26,17 @@ impl Proj {
             Proj::Quantized { weight, bias } => {
                 // candle's quantized CPU matmul ignores a view's start offset
                 // (e.g. the last row of a prompt); hand it a fresh buffer.
-                let x = if x.layout().start_offset() != 0 { &x.copy()? } else { x };
+                let x = if x.layout().start_offset() != 0 {
+                    &x.copy()?
+                } else {
+                    x
+                };
                 let dims = x.dims().to_vec();
                 let d_in = *dims.last().unwrap_or(&1);
                 let rows = x.elem_count() / d_in.max(1);
-                let y = weight.forward(&x.reshape((rows, d_in))?.to_dtype(DType::F32)?)?.to_dtype(x.dtype())?;
+                let y = weight
+                    .forward(&x.reshape((rows, d_in))?.to_dtype(DType::F32)?)?
+                    .to_dtype(x.dtype())?;
                 let y = match bias {
                     Some(b) => y.broadcast_add(b)?,
                     None => y,
@@ -51,13 +60,21 @@ pub struct RmsNorm {
 impl RmsNorm {
     pub fn forward(&self, x: &Tensor, exec: Exec) -> Result<Tensor> {
         match exec {
-            Exec::Fused => candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps as f32),
+            Exec::Fused => {
+                candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps as f32)
+            }
             Exec::Autograd => {
                 let dtype = x.dtype();
-                let work = if matches!(dtype, DType::F16 | DType::BF16) { DType::F32 } else { dtype };
+                let work = if matches!(dtype, DType::F16 | DType::BF16) {
+                    DType::F32
+                } else {
+                    dtype
+                };
                 let xf = x.to_dtype(work)?;
                 let ms = xf.sqr()?.mean_keepdim(D::Minus1)?;
-                let normed = xf.broadcast_div(&(ms + self.eps)?.sqrt()?)?.to_dtype(dtype)?;
+                let normed = xf
+                    .broadcast_div(&(ms + self.eps)?.sqrt()?)?
+                    .to_dtype(dtype)?;
                 normed.broadcast_mul(&self.weight)
             }
         }
@@ -72,11 +89,16 @@ pub struct KvCache {
 
 impl KvCache {
     pub fn new(n_layers: usize) -> Self {
-        Self { layers: vec![None; n_layers] }
+        Self {
+            layers: vec![None; n_layers],
+        }
     }
     /// Number of cached positions.
     pub fn len(&self) -> usize {
-        self.layers.first().and_then(|l| l.as_ref()).map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
+        self.layers
+            .first()
+            .and_then(|l| l.as_ref())
+            .map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -97,7 +119,9 @@ pub struct Attention {
 impl Attention {
     fn heads(&self, x: &Tensor, n: usize) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
-        x.reshape((b, t, n, self.head_dim))?.transpose(1, 2)?.contiguous()
+        x.reshape((b, t, n, self.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()
     }
 
     /// `mask`: additive `[b, 1, t, past + t]`. Returns the output and the
@@ -112,8 +136,16 @@ impl Attention {
     ) -> Result<(Tensor, (Tensor, Tensor))> {
         let (b, t, _) = x.dims3()?;
         let offset = past.map_or(0, |(k, _)| k.dim(2).unwrap_or(0));
-        let q = rope.apply(&self.heads(&self.q_proj.forward(x)?, self.num_heads)?, offset, exec)?;
-        let k = rope.apply(&self.heads(&self.k_proj.forward(x)?, self.num_kv_heads)?, offset, exec)?;
+        let q = rope.apply(
+            &self.heads(&self.q_proj.forward(x)?, self.num_heads)?,
+            offset,
+            exec,
+        )?;
+        let k = rope.apply(
+            &self.heads(&self.k_proj.forward(x)?, self.num_kv_heads)?,
+            offset,
+            exec,
+        )?;
         let v = self.heads(&self.v_proj.forward(x)?, self.num_kv_heads)?;
         let (k, v) = match past {
             Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
@@ -129,9 +161,18 @@ impl Attention {
             Some(m) => scores.broadcast_add(m)?,
             None => scores,
         };
-        let probs = exec::softmax_last(&scores, exec)?.reshape((b, self.num_kv_heads, group * t, k.dim(2)?))?;
-        let out = probs.matmul(&v)?.reshape((b, self.num_heads, t, self.head_dim))?;
-        let out = out.transpose(1, 2)?.reshape((b, t, self.num_heads * self.head_dim))?;
+        let probs = exec::softmax_last(&scores, exec)?.reshape((
+            b,
+            self.num_kv_heads,
+            group * t,
+            k.dim(2)?,
+        ))?;
+        let out = probs
+            .matmul(&v)?
+            .reshape((b, self.num_heads, t, self.head_dim))?;
+        let out = out
+            .transpose(1, 2)?
+            .reshape((b, t, self.num_heads * self.head_dim))?;
         Ok((self.o_proj.forward(&out)?, (k, v)))
     }
 }

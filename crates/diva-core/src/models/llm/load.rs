@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::quantized::{GgmlDType, QMatMul};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
@@ -28,6 +28,9 @@ pub enum WeightMode {
     Quantized,
     /// Dense weights in this dtype (GGUF is dequantized).
     Dense(DType),
+    /// Re-quantize every projection to this GGUF type (e.g. Q8_0, Q4_K) for
+    /// candle's SIMD kernels, whatever the file stores.
+    Requantized(GgmlDType),
 }
 
 /// Load from a `.gguf` file or an HF directory (`config.json` + safetensors).
@@ -47,27 +50,42 @@ pub fn load_llm(path: &Path, mode: WeightMode, device: &Device) -> Result<Llm> {
         }
         let dtype = match mode {
             WeightMode::Dense(d) => d,
-            WeightMode::Quantized => DType::F32,
+            WeightMode::Quantized | WeightMode::Requantized(_) => DType::F32,
         };
         return load_hf(path, dtype, device);
     }
-    Err(Error::model(path, "not found (expected a .gguf file or an HF model directory)"))
+    Err(Error::model(
+        path,
+        "not found (expected a .gguf file or an HF model directory)",
+    ))
 }
 
-fn dense(vb: &VarBuilder, name: &str, out: usize, inp: usize, bias: bool) -> candle_core::Result<Proj> {
+fn dense(
+    vb: &VarBuilder,
+    name: &str,
+    out: usize,
+    inp: usize,
+    bias: bool,
+) -> candle_core::Result<Proj> {
     let w = vb.get((out, inp), &format!("{name}.weight"))?;
-    let b = if bias { Some(vb.get(out, &format!("{name}.bias"))?) } else { None };
+    let b = if bias {
+        Some(vb.get(out, &format!("{name}.bias"))?)
+    } else {
+        None
+    };
     Ok(Proj::Dense(Linear::new(w, b)))
 }
 
 /// HF `LlamaForCausalLM` / `Qwen2ForCausalLM` safetensors.
 pub fn load_hf(dir: &Path, dtype: DType, device: &Device) -> Result<Llm> {
     let cfg_path = dir.join("config.json");
-    let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::model(&cfg_path, format!("cannot read: {e}")))?;
+    let text = std::fs::read_to_string(&cfg_path)
+        .map_err(|e| Error::model(&cfg_path, format!("cannot read: {e}")))?;
     let cfg = LlmConfig::from_hf_json(&text).map_err(|p| Error::model(&cfg_path, p))?;
     let tensors = hf::load_dir(dir, &Device::Cpu)?;
     let vb = VarBuilder::from_tensors(tensors, dtype, device);
-    let wrap = |e: candle_core::Error| Error::model(dir, format!("weights do not fit the config: {e}"));
+    let wrap =
+        |e: candle_core::Error| Error::model(dir, format!("weights do not fit the config: {e}"));
     let (h, i, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
     let m = vb.pp("model");
     let mut layers = Vec::with_capacity(cfg.num_layers);
@@ -76,15 +94,21 @@ pub fn load_hf(dir: &Path, dtype: DType, device: &Device) -> Result<Llm> {
         let a = p.pp("self_attn");
         let f = p.pp("mlp");
         layers.push(Block {
-            input_layernorm: RmsNorm { weight: p.get(h, "input_layernorm.weight").map_err(wrap)?, eps: cfg.rms_norm_eps },
+            input_layernorm: RmsNorm {
+                weight: p.get(h, "input_layernorm.weight").map_err(wrap)?,
+                eps: cfg.rms_norm_eps,
+            },
             post_attention_layernorm: RmsNorm {
                 weight: p.get(h, "post_attention_layernorm.weight").map_err(wrap)?,
                 eps: cfg.rms_norm_eps,
             },
             self_attn: Attention {
-                q_proj: dense(&a, "q_proj", cfg.num_heads * hd, h, cfg.attention_bias).map_err(wrap)?,
-                k_proj: dense(&a, "k_proj", cfg.num_kv_heads * hd, h, cfg.attention_bias).map_err(wrap)?,
-                v_proj: dense(&a, "v_proj", cfg.num_kv_heads * hd, h, cfg.attention_bias).map_err(wrap)?,
+                q_proj: dense(&a, "q_proj", cfg.num_heads * hd, h, cfg.attention_bias)
+                    .map_err(wrap)?,
+                k_proj: dense(&a, "k_proj", cfg.num_kv_heads * hd, h, cfg.attention_bias)
+                    .map_err(wrap)?,
+                v_proj: dense(&a, "v_proj", cfg.num_kv_heads * hd, h, cfg.attention_bias)
+                    .map_err(wrap)?,
                 o_proj: dense(&a, "o_proj", h, cfg.num_heads * hd, false).map_err(wrap)?,
                 num_heads: cfg.num_heads,
                 num_kv_heads: cfg.num_kv_heads,
@@ -97,7 +121,9 @@ pub fn load_hf(dir: &Path, dtype: DType, device: &Device) -> Result<Llm> {
             },
         });
     }
-    let embed_tokens = m.get((cfg.vocab_size, h), "embed_tokens.weight").map_err(wrap)?;
+    let embed_tokens = m
+        .get((cfg.vocab_size, h), "embed_tokens.weight")
+        .map_err(wrap)?;
     let lm_head = if cfg.tie_word_embeddings || !vb.contains_tensor("lm_head.weight") {
         Proj::Dense(Linear::new(embed_tokens.clone(), None))
     } else {
@@ -105,7 +131,10 @@ pub fn load_hf(dir: &Path, dtype: DType, device: &Device) -> Result<Llm> {
     };
     Ok(Llm {
         rope: Rope::new(&cfg, None, dtype, device)?,
-        norm: RmsNorm { weight: m.get(h, "norm.weight").map_err(wrap)?, eps: cfg.rms_norm_eps },
+        norm: RmsNorm {
+            weight: m.get(h, "norm.weight").map_err(wrap)?,
+            eps: cfg.rms_norm_eps,
+        },
         embed_tokens,
         layers,
         lm_head,
@@ -130,32 +159,61 @@ pub fn load_gguf(path: &Path, mode: WeightMode, device: &Device) -> Result<Llm> 
     let cfg = LlmConfig::from_gguf(&g)?;
     let dtype = match mode {
         WeightMode::Dense(d) => d,
-        WeightMode::Quantized => DType::F32,
+        WeightMode::Quantized | WeightMode::Requantized(_) => DType::F32,
     };
     let dequant = |name: &str| -> Result<Tensor> {
         let t = g.tensor(name, device)?;
-        t.dequantize(device).and_then(|t| t.to_dtype(dtype)).map_err(|e| Error::model(path, format!("{name}: {e}")))
+        t.dequantize(device)
+            .and_then(|t| t.to_dtype(dtype))
+            .map_err(|e| Error::model(path, format!("{name}: {e}")))
     };
     let proj = |name: &str| -> Result<Proj> {
         let bias_name = format!("{name}.bias");
-        let bias = if g.has_tensor(&bias_name) { Some(dequant(&bias_name)?) } else { None };
+        let bias = if g.has_tensor(&bias_name) {
+            Some(dequant(&bias_name)?)
+        } else {
+            None
+        };
         let wname = format!("{name}.weight");
         Ok(match mode {
             WeightMode::Dense(_) => Proj::Dense(Linear::new(dequant(&wname)?, bias)),
+            WeightMode::Requantized(t) => {
+                let w = dequant(&wname)?;
+                let row = w.dim(1)?;
+                if row % t.block_size() != 0 {
+                    return Err(Error::Config(format!(
+                        "cannot quantize {wname} (rows of {row}) to {t:?}: it needs rows that are a multiple of {}; pick another type (e.g. Q8_0)",
+                        t.block_size()
+                    )));
+                }
+                let q = QTensor::quantize(&w, t).map_err(|e| {
+                    Error::model(path, format!("{wname}: cannot quantize to {t:?}: {e}"))
+                })?;
+                let weight = QMatMul::from_arc(Arc::new(q))
+                    .map_err(|e| Error::model(path, format!("{wname}: {e}")))?;
+                Proj::Quantized { weight, bias }
+            }
             WeightMode::Quantized => {
                 let q = g.tensor(&wname, device)?;
                 if has_fast_kernel(q.dtype()) {
-                    let weight =
-                        QMatMul::from_arc(Arc::new(q)).map_err(|e| Error::model(path, format!("{wname}: {e}")))?;
+                    let weight = QMatMul::from_arc(Arc::new(q))
+                        .map_err(|e| Error::model(path, format!("{wname}: {e}")))?;
                     Proj::Quantized { weight, bias }
                 } else {
-                    let w = q.dequantize(device).map_err(|e| Error::model(path, format!("{wname}: {e}")))?;
+                    let w = q
+                        .dequantize(device)
+                        .map_err(|e| Error::model(path, format!("{wname}: {e}")))?;
                     Proj::Dense(Linear::new(w, bias))
                 }
             }
         })
     };
-    let norm = |name: &str| -> Result<RmsNorm> { Ok(RmsNorm { weight: dequant(name)?, eps: cfg.rms_norm_eps }) };
+    let norm = |name: &str| -> Result<RmsNorm> {
+        Ok(RmsNorm {
+            weight: dequant(name)?,
+            eps: cfg.rms_norm_eps,
+        })
+    };
     let mut layers = Vec::with_capacity(cfg.num_layers);
     for l in 0..cfg.num_layers {
         let p = |s: &str| format!("blk.{l}.{s}");
@@ -171,17 +229,28 @@ pub fn load_gguf(path: &Path, mode: WeightMode, device: &Device) -> Result<Llm> 
                 num_kv_heads: cfg.num_kv_heads,
                 head_dim: cfg.head_dim,
             },
-            mlp: Mlp { gate_proj: proj(&p("ffn_gate"))?, up_proj: proj(&p("ffn_up"))?, down_proj: proj(&p("ffn_down"))? },
+            mlp: Mlp {
+                gate_proj: proj(&p("ffn_gate"))?,
+                up_proj: proj(&p("ffn_up"))?,
+                down_proj: proj(&p("ffn_down"))?,
+            },
         });
     }
     let embed_tokens = dequant("token_embd.weight")?;
     // A tied head reuses the dense (dequantized) embedding table: with
     // activation-quantized Q8_0 products SmolLM2's top logits moved enough
     // (25.33 vs 25.24) to change its answer to "What is the capital of France?".
-    let lm_head =
-        if g.has_tensor("output.weight") { proj("output")? } else { Proj::Dense(Linear::new(embed_tokens.clone(), None)) };
+    let lm_head = if g.has_tensor("output.weight") {
+        proj("output")?
+    } else {
+        Proj::Dense(Linear::new(embed_tokens.clone(), None))
+    };
     let freq_factors = if g.has_tensor("rope_freqs.weight") {
-        Some(dequant("rope_freqs.weight")?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+        Some(
+            dequant("rope_freqs.weight")?
+                .to_dtype(DType::F32)?
+                .to_vec1::<f32>()?,
+        )
     } else {
         None
     };

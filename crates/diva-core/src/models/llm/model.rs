@@ -27,10 +27,24 @@ pub struct Llm {
 
 /// Additive attention mask `[b, 1, t, past + t]`: causal, plus padding from
 /// `keep` (`[b, past + t]`, 1 for real tokens, 0 for padding).
-pub fn attention_mask(b: usize, t: usize, past: usize, keep: Option<&Tensor>, device: &Device) -> Result<Tensor> {
+pub fn attention_mask(
+    b: usize,
+    t: usize,
+    past: usize,
+    keep: Option<&Tensor>,
+    device: &Device,
+) -> Result<Tensor> {
     let total = past + t;
     let causal: Vec<f32> = (0..t)
-        .flat_map(|i| (0..total).map(move |j| if j <= past + i { 0.0 } else { f32::NEG_INFINITY }))
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j <= past + i {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
         .collect();
     let causal = Tensor::from_vec(causal, (1, 1, t, total), device)?;
     match keep {
@@ -53,7 +67,9 @@ impl Llm {
     /// Token ids `[b, t]` → embeddings `[b, t, hidden]`.
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        self.embed_tokens.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, self.config.hidden_size))
+        self.embed_tokens
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, t, self.config.hidden_size))
     }
 
     /// Run the decoder on embeddings `[b, t, hidden]` continuing after the

@@ -32,7 +32,12 @@ fn llama3_scale(inv_freq: f64, s: &Llama3Scaling) -> f64 {
 impl Rope {
     /// `freq_factors`: llama.cpp's `rope_freqs.weight` (Llama 3 GGUFs store
     /// the scaling as per-frequency divisors instead of config values).
-    pub fn new(cfg: &LlmConfig, freq_factors: Option<Vec<f32>>, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn new(
+        cfg: &LlmConfig,
+        freq_factors: Option<Vec<f32>>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let half = cfg.head_dim / 2;
         let inv: Vec<f32> = (0..half)
             .map(|i| {
@@ -48,9 +53,15 @@ impl Rope {
             .collect();
         let n = cfg.max_position_embeddings.max(1);
         let inv = Tensor::from_vec(inv, (1, half), device)?;
-        let pos = Tensor::arange(0u32, n as u32, device)?.to_dtype(DType::F32)?.reshape((n, 1))?;
+        let pos = Tensor::arange(0u32, n as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((n, 1))?;
         let freqs = pos.broadcast_mul(&inv)?;
-        Ok(Self { cos: freqs.cos()?.to_dtype(dtype)?, sin: freqs.sin()?.to_dtype(dtype)?, style: cfg.rope_style })
+        Ok(Self {
+            cos: freqs.cos()?.to_dtype(dtype)?,
+            sin: freqs.sin()?.to_dtype(dtype)?,
+            style: cfg.rope_style,
+        })
     }
 
     pub fn max_positions(&self) -> usize {
@@ -63,8 +74,12 @@ impl Rope {
         let cos = self.cos.narrow(0, offset, t)?.to_dtype(x.dtype())?;
         let sin = self.sin.narrow(0, offset, t)?.to_dtype(x.dtype())?;
         match (exec, self.style) {
-            (Exec::Fused, RopeStyle::Half) => candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin),
-            (Exec::Fused, RopeStyle::Interleaved) => candle_nn::rotary_emb::rope_i(&x.contiguous()?, &cos, &sin),
+            (Exec::Fused, RopeStyle::Half) => {
+                candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)
+            }
+            (Exec::Fused, RopeStyle::Interleaved) => {
+                candle_nn::rotary_emb::rope_i(&x.contiguous()?, &cos, &sin)
+            }
             (Exec::Autograd, RopeStyle::Half) => {
                 let half = x.dim(D::Minus1)? / 2;
                 let x1 = x.narrow(D::Minus1, 0, half)?;

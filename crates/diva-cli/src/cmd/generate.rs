@@ -1,0 +1,181 @@
+//! `diva generate`: text chat with the LLM, one-shot or interactive.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use candle_core::Device;
+use diva_core::generate::{Generation, TextGenerator};
+use diva_core::models::llm::{load_llm, KvCache, Llm, WeightMode};
+use diva_core::text::{LlmTokenizer, Message};
+use diva_core::weights::cache;
+
+use crate::sampling_args::SamplingArgs;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The user message. Omit with --interactive.
+    prompt: Option<String>,
+    /// LLM: a fetched name (smollm2), a .gguf file, an HF directory or a hub id.
+    #[arg(long, default_value = cache::DEFAULT_LLM)]
+    llm: String,
+    /// A system message.
+    #[arg(long)]
+    system: Option<String>,
+    /// Send the prompt as is, without the chat template.
+    #[arg(long)]
+    raw: bool,
+    /// Chat turn by turn on stdin; the KV cache carries over between turns.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Print one JSON object (text, token counts, timings) instead of streaming.
+    #[arg(long)]
+    json: bool,
+    /// Dequantize GGUF weights to f32 instead of using quantized kernels.
+    #[arg(long)]
+    dense: bool,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+}
+
+pub fn load_tokenizer(path: &Path) -> Result<LlmTokenizer> {
+    Ok(if path.is_file() {
+        LlmTokenizer::from_gguf(path)?
+    } else {
+        LlmTokenizer::from_hf_dir(path)?
+    })
+}
+
+pub fn load(arg: &str, dense: bool) -> Result<(PathBuf, Llm, LlmTokenizer)> {
+    let path = cache::resolve_llm(arg)?;
+    let t0 = std::time::Instant::now();
+    let tokenizer = load_tokenizer(&path)?;
+    let mode = if dense {
+        WeightMode::Dense(candle_core::DType::F32)
+    } else {
+        WeightMode::Quantized
+    };
+    let llm = load_llm(&path, mode, &Device::Cpu)?;
+    tracing::info!(
+        "loaded {} in {:.2}s",
+        path.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok((path, llm, tokenizer))
+}
+
+/// Conversation state: messages so far and the token ids already in the cache.
+struct Chat<'a> {
+    generator: TextGenerator<'a>,
+    messages: Vec<Message>,
+    cache: KvCache,
+    fed: Vec<u32>,
+}
+
+impl Chat<'_> {
+    /// Render the conversation, feed only what the cache lacks, generate.
+    fn turn(
+        &mut self,
+        user: &str,
+        raw: bool,
+        args: &Args,
+        mut on_text: impl FnMut(&str),
+    ) -> Result<Generation> {
+        let tok = self.generator.tokenizer;
+        let ids = if raw {
+            tok.encode(user, true)?
+        } else {
+            self.messages.push(Message::user(user));
+            let text = tok
+                .chat()?
+                .render(&self.messages, true, &serde_json::json!({}))?;
+            tok.encode(&text, false)?
+        };
+        let ids = if raw {
+            [self.fed.clone(), ids].concat()
+        } else {
+            ids
+        };
+        let new = if ids.starts_with(&self.fed) && ids.len() > self.fed.len() {
+            ids[self.fed.len()..].to_vec()
+        } else {
+            // The template re-rendered earlier turns differently: start over.
+            self.cache = self.generator.llm.new_cache();
+            ids.clone()
+        };
+        let g = self.generator.generate_ids(
+            &new,
+            &mut self.cache,
+            &args.sampling.params()?,
+            &mut on_text,
+        )?;
+        self.fed = [ids, g.ids.clone()].concat();
+        if !raw {
+            self.messages.push(Message::assistant(g.text.clone()));
+            // The cache holds the reply but not the end-of-turn markup the
+            // template adds; the next render's prefix check handles that.
+        }
+        Ok(g)
+    }
+}
+
+fn report(g: &Generation) {
+    tracing::info!(
+        "{} prompt tokens in {:.3}s ({:.1} tok/s); {} new tokens at {:.1} tok/s; stop: {:?}",
+        g.prompt_tokens,
+        g.prompt_seconds,
+        g.prompt_tokens as f64 / g.prompt_seconds.max(1e-9),
+        g.ids.len(),
+        g.decode_tokens_per_second(),
+        g.stop_reason
+    );
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let (_path, llm, tokenizer) = load(&args.llm, args.dense)?;
+    let mut chat = Chat {
+        generator: TextGenerator::new(&llm, &tokenizer),
+        messages: Vec::new(),
+        cache: llm.new_cache(),
+        fed: vec![],
+    };
+    if let Some(s) = &args.system {
+        chat.messages.push(Message::system(s.clone()));
+    }
+    let mut out = std::io::stdout().lock();
+    if !args.interactive {
+        let prompt = args
+            .prompt
+            .clone()
+            .context("give a prompt, or use --interactive")?;
+        if args.json {
+            let g = chat.turn(&prompt, args.raw, &args, |_| {})?;
+            report(&g);
+            writeln!(out, "{}", serde_json::to_string(&g)?)?;
+        } else {
+            let g = chat.turn(&prompt, args.raw, &args, |t| {
+                let _ = write!(out, "{t}");
+                let _ = out.flush();
+            })?;
+            writeln!(out)?;
+            report(&g);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("diva chat — type a message, an empty line or Ctrl-D to quit");
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            break;
+        }
+        let g = chat.turn(&line, args.raw, &args, |t| {
+            let _ = write!(out, "{t}");
+            let _ = out.flush();
+        })?;
+        writeln!(out)?;
+        report(&g);
+    }
+    Ok(ExitCode::SUCCESS)
+}

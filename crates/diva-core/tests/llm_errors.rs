@@ -1,0 +1,106 @@
+//! Clear errors for bad LLM inputs: unknown architectures, unsupported
+//! quantization types, and prompts longer than the context window.
+
+mod common;
+
+use candle_core::{DType, Device};
+use common::{fixtures, real_model};
+use diva_core::generate::{SamplingParams, TextGenerator};
+use diva_core::models::llm::{load_llm, WeightMode};
+use diva_core::text::LlmTokenizer;
+
+#[test]
+fn unknown_architecture_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        r#"{"model_type": "gpt_neox", "vocab_size": 10, "hidden_size": 8, "intermediate_size": 16,
+            "num_hidden_layers": 1, "num_attention_heads": 2, "rms_norm_eps": 1e-5}"#,
+    )
+    .unwrap();
+    let e = load_llm(dir.path(), WeightMode::Dense(DType::F32), &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("unsupported architecture `gpt_neox`"), "{e}");
+}
+
+/// A minimal GGUF v3 file with one tensor of ggml type `code`.
+fn gguf_with_tensor_type(code: u32) -> Vec<u8> {
+    let mut b = Vec::new();
+    let s = |b: &mut Vec<u8>, x: &str| {
+        b.extend((x.len() as u64).to_le_bytes());
+        b.extend(x.as_bytes());
+    };
+    b.extend(b"GGUF");
+    b.extend(3u32.to_le_bytes());
+    b.extend(1u64.to_le_bytes()); // tensors
+    b.extend(1u64.to_le_bytes()); // metadata entries
+    s(&mut b, "general.architecture");
+    b.extend(8u32.to_le_bytes()); // string
+    s(&mut b, "llama");
+    s(&mut b, "blk.0.attn_q.weight");
+    b.extend(2u32.to_le_bytes());
+    b.extend(256u64.to_le_bytes());
+    b.extend(4u64.to_le_bytes());
+    b.extend(code.to_le_bytes());
+    b.extend(0u64.to_le_bytes());
+    while b.len() % 32 != 0 {
+        b.push(0);
+    }
+    b.extend(vec![0u8; 4096]);
+    b
+}
+
+#[test]
+fn unsupported_quant_type_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("iq2.gguf");
+    std::fs::write(&p, gguf_with_tensor_type(16)).unwrap();
+    let e = load_llm(&p, WeightMode::Quantized, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("IQ2_XXS") && e.contains("iq2.gguf"), "{e}");
+    std::fs::write(&p, b"GGUF\x03\x00\x00\x00 truncated").unwrap();
+    let e = load_llm(&p, WeightMode::Quantized, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("not a valid GGUF"), "{e}");
+}
+
+#[test]
+fn prompt_longer_than_the_context_window_is_refused() {
+    // The tiny Llama has a 256-position window.
+    let llm = load_llm(
+        &fixtures().join("llm/llama_tiny/model"),
+        WeightMode::Dense(DType::F32),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let tok =
+        LlmTokenizer::from_gguf(&real_model("smollm2-135m-instruct").join("model.gguf")).unwrap();
+    let g = TextGenerator::new(&llm, &tok);
+    let mut cache = llm.new_cache();
+    let e = g
+        .generate_ids(&[5u32; 300], &mut cache, &SamplingParams::default(), |_| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("300 tokens") && e.contains("context window of 256"),
+        "{e}"
+    );
+    // A prompt that fits runs.
+    let out = g.generate_ids(
+        &[5u32; 10],
+        &mut cache,
+        &SamplingParams {
+            max_tokens: 3,
+            ..Default::default()
+        },
+        |_| {},
+    );
+    assert!(out.is_ok(), "{:?}", out.err());
+}
