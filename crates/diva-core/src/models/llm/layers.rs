@@ -65,11 +65,7 @@ impl RmsNorm {
             }
             Exec::Autograd => {
                 let dtype = x.dtype();
-                let work = if matches!(dtype, DType::F16 | DType::BF16) {
-                    DType::F32
-                } else {
-                    dtype
-                };
+                let work = exec::compute_dtype(dtype);
                 let xf = x.to_dtype(work)?;
                 let ms = xf.sqr()?.mean_keepdim(D::Minus1)?;
                 let normed = xf

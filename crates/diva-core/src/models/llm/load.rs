@@ -33,6 +33,16 @@ pub enum WeightMode {
     Requantized(GgmlDType),
 }
 
+impl WeightMode {
+    /// The dtype of activations, norms and embeddings.
+    pub fn dtype(self) -> DType {
+        match self {
+            WeightMode::Dense(d) => d,
+            WeightMode::Quantized | WeightMode::Requantized(_) => DType::F32,
+        }
+    }
+}
+
 /// Load from a `.gguf` file or an HF directory (`config.json` + safetensors).
 pub fn load_llm(path: &Path, mode: WeightMode, device: &Device) -> Result<Llm> {
     if path.is_file() {
@@ -48,11 +58,7 @@ pub fn load_llm(path: &Path, mode: WeightMode, device: &Device) -> Result<Llm> {
                 return load_gguf(&gguf, mode, device);
             }
         }
-        let dtype = match mode {
-            WeightMode::Dense(d) => d,
-            WeightMode::Quantized | WeightMode::Requantized(_) => DType::F32,
-        };
-        return load_hf(path, dtype, device);
+        return load_hf(path, mode.dtype(), device);
     }
     Err(Error::model(
         path,
@@ -157,10 +163,7 @@ fn has_fast_kernel(t: GgmlDType) -> bool {
 pub fn load_gguf(path: &Path, mode: WeightMode, device: &Device) -> Result<Llm> {
     let g = GgufFile::open(path)?;
     let cfg = LlmConfig::from_gguf(&g)?;
-    let dtype = match mode {
-        WeightMode::Dense(d) => d,
-        WeightMode::Quantized | WeightMode::Requantized(_) => DType::F32,
-    };
+    let dtype = mode.dtype();
     let dequant = |name: &str| -> Result<Tensor> {
         let t = g.tensor(name, device)?;
         t.dequantize(device)

@@ -35,18 +35,8 @@ pub fn attention_mask(
     device: &Device,
 ) -> Result<Tensor> {
     let total = past + t;
-    let causal: Vec<f32> = (0..t)
-        .flat_map(|i| {
-            (0..total).map(move |j| {
-                if j <= past + i {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
-                }
-            })
-        })
-        .collect();
-    let causal = Tensor::from_vec(causal, (1, 1, t, total), device)?;
+    let causal =
+        crate::models::exec::causal_mask(t, total, past, device)?.reshape((1, 1, t, total))?;
     match keep {
         None => causal.broadcast_as((b, 1, t, total))?.contiguous(),
         Some(keep) => {

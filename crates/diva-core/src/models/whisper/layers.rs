@@ -126,26 +126,7 @@ impl Attention {
     }
 }
 
-/// Additive mask `[tq, tk]`: 0 where key `j ≤ offset + i`, −∞ elsewhere.
-pub fn causal_mask(
-    tq: usize,
-    tk: usize,
-    offset: usize,
-    device: &candle_core::Device,
-) -> Result<Tensor> {
-    let v: Vec<f32> = (0..tq)
-        .flat_map(|i| {
-            (0..tk).map(move |j| {
-                if j <= offset + i {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
-                }
-            })
-        })
-        .collect();
-    Tensor::from_vec(v, (tq, tk), device)
-}
+pub use crate::models::exec::causal_mask;
 
 /// fc1 → exact (erf) GELU → fc2. Whisper uses erf GELU, not the tanh approximation.
 #[derive(Debug, Clone)]
