@@ -35,11 +35,12 @@ attention_mask 1 on real tokens and 0 on pads, position ids 0..L-1 (HF default);
 hidden state used for ex b is at index sum(attention_mask[b]) - 1. Batch loss = mean over examples
 of (distill_b + align_b), each align_b over its own T_b.
 
-Gradients: everything converted to float64 (encoder input = the f16 mel cast to f64), d total / d
+Gradients: everything converted to float64 (Llama's internal f32 casts removed, see patch_llama_true_f64) (encoder input = the f16 mel cast to f64), d total / d
 query_tokens, connector.layers.0.self_attn.q_proj.weight, projection.weight (the last one in the
 checkpoint layout [d_w, d_llm], i.e. transposed vs torch).
 
 Usage: $V tools/reference/make_diva_fixture.py [--out tests/fixtures/diva]
+(reads hf-whisper-random/ and llm/llama_tiny/ next to --out, i.e. from the same fixture tree)
 """
 import argparse
 import copy
@@ -70,9 +71,10 @@ SEED = 0
 SEED_MEL2 = 4321
 CONNECTOR_NOISE = 0.01
 
-WHISPER_DIR = os.path.join(ROOT, "tests/fixtures/hf-whisper-random/model")
-WHISPER_EXPECTED = os.path.join(ROOT, "tests/fixtures/hf-whisper-random/expected.safetensors")
-LLAMA_DIR = os.path.join(ROOT, "tests/fixtures/llm/llama_tiny/model")
+# inputs, relative to the fixture tree (the parent of --out); also the config.json reference_* paths
+WHISPER_REL = "hf-whisper-random/model"
+WHISPER_EXPECTED_REL = "hf-whisper-random/expected.safetensors"
+LLAMA_REL = "llm/llama_tiny/model"
 
 
 def connector_forward(connector, projection, query_tokens, enc):
@@ -117,10 +119,45 @@ def losses(llama, virt, transcripts):
                 total=distill + align, logits_last=logits_last)
 
 
+def patch_llama_true_f64():
+    """HF Llama computes RMSNorm and the attention softmax in float32 and RoPE cos/sin in float32
+    even when the model is .double(); that makes a "float64" gradient only f32-accurate (central
+    differences disagree at 1e-2 relative). For the f64 gradient fixture only, replace those three
+    with dtype-preserving versions (same formulas; inv_freq keeps HF's f32-computed values, widened)."""
+    from transformers.models.llama import modeling_llama as ml
+
+    def rms_forward(self, x):
+        var = x.pow(2).mean(-1, keepdim=True)
+        return self.weight * (x * torch.rsqrt(var + self.variance_epsilon))
+
+    def rope_forward(self, x, position_ids):
+        freqs = position_ids[..., None].to(torch.float64) * self.inv_freq.to(device=x.device, dtype=torch.float64)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return (emb.cos() * self.attention_scaling).to(x.dtype), (emb.sin() * self.attention_scaling).to(x.dtype)
+
+    def eager(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+        k = ml.repeat_kv(key, module.num_key_value_groups)
+        v = ml.repeat_kv(value, module.num_key_value_groups)
+        w = torch.matmul(query, k.transpose(2, 3)) * scaling
+        if attention_mask is not None:
+            w = w + attention_mask
+        w = nn.functional.softmax(w, dim=-1)
+        return torch.matmul(w, v).transpose(1, 2).contiguous(), w
+
+    ml.LlamaRMSNorm.forward = rms_forward
+    ml.LlamaRotaryEmbedding.forward = rope_forward
+    ml.eager_attention_forward = eager
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=os.path.join(ROOT, "tests/fixtures/diva"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "tests/fixtures/diva"),
+                    help="output dir; its parent must hold hf-whisper-random/ and llm/llama_tiny/")
     args = ap.parse_args()
+    fx = os.path.dirname(os.path.abspath(args.out))
+    WHISPER_DIR = os.path.join(fx, WHISPER_REL)
+    WHISPER_EXPECTED = os.path.join(fx, WHISPER_EXPECTED_REL)
+    LLAMA_DIR = os.path.join(fx, LLAMA_REL)
     torch.set_grad_enabled(False)
 
     whisper = WhisperForConditionalGeneration.from_pretrained(WHISPER_DIR, attn_implementation="eager", dtype=torch.float32).eval()
@@ -239,7 +276,8 @@ def main():
     }
     save_file(exp, os.path.join(args.out, "expected.safetensors"), metadata=meta)
 
-    # ---- gradients in float64
+    # ---- gradients in float64 (true f64: see patch_llama_true_f64)
+    patch_llama_true_f64()
     whisper.double()
     llama.double()
     connector.double()
@@ -260,7 +298,8 @@ def main():
         "align_loss": r64["align"].detach().numpy().copy(),
     }
     gmeta = {
-        "dtype": "float64 throughout (f16 mel -> f64, all weights .double())",
+        "dtype": "float64 throughout (f16 mel -> f64, all weights .double()); Llama RMSNorm, attention softmax and RoPE cos/sin "
+                 "patched to stay in f64 (HF casts them to f32), RoPE inv_freq = HF's f32 values widened; Whisper has no such casts",
         "loss": "total_loss of the single example (distill + align), shape [1]",
         "layouts": "query_tokens [16,64]; connector q_proj.weight torch [out,in]; projection.weight in the checkpoint layout "
                    "[d_w, d_llm] (transpose of the torch Linear weight gradient)",

@@ -1,5 +1,7 @@
 //! The networks: Whisper (encoder + decoder), and later the LLM and connector.
 
+pub mod checkpoint;
+pub mod connector;
 pub mod exec;
 pub mod kernels;
 pub mod linear;

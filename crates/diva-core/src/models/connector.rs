@@ -1,0 +1,93 @@
+//! DiVA's connector: N learned queries read the Whisper encoder states through
+//! a Whisper-decoder-shaped transformer (causal self-attention, cross-attention,
+//! erf-GELU MLP, final LayerNorm), then a linear projection maps each output to
+//! the LLM's width. The N outputs are the "virtual tokens" spliced into the
+//! LLM prompt.
+//!
+//! Positions follow HF's `WhisperDecoder(inputs_embeds=queries)`: the decoder
+//! adds its learned `embed_positions[0..N]` to the queries itself.
+
+use candle_core::{DType, Device, Result, Tensor};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::linear::Linear;
+use super::whisper::{WhisperDecoder, WhisperWeights};
+use super::Exec;
+
+#[derive(Debug, Clone)]
+pub struct Connector {
+    /// `[N, d_whisper]`.
+    pub queries: Tensor,
+    /// Whisper decoder blocks (no token table).
+    pub decoder: WhisperDecoder,
+    /// torch layout: weight `[d_llm, d_whisper]`, bias `[d_llm]`.
+    pub projection: Linear,
+}
+
+impl Connector {
+    pub fn num_queries(&self) -> usize {
+        self.queries.dim(0).unwrap_or(0)
+    }
+
+    pub fn d_llm(&self) -> usize {
+        self.projection.weight.dim(0).unwrap_or(0)
+    }
+
+    /// A fresh connector: decoder blocks from `whisper`, queries ~ N(0, 0.02²),
+    /// projection as torch's default `nn.Linear` init (U(±1/√d_in) for weight
+    /// and bias). Seeded (candle's CPU RNG cannot be seeded, so we draw here).
+    pub fn init(
+        whisper: &WhisperWeights,
+        num_queries: usize,
+        d_llm: usize,
+        seed: u64,
+        dtype: DType,
+        device: &Device,
+    ) -> crate::Result<Self> {
+        let decoder = whisper.decoder(dtype, device, false)?;
+        let d = whisper.config.d_model;
+        if num_queries == 0 || num_queries > whisper.config.max_target_positions {
+            return Err(crate::Error::Config(format!(
+                "query count {num_queries} must be between 1 and the decoder's {} positions",
+                whisper.config.max_target_positions
+            )));
+        }
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut normal = || {
+            // Box–Muller.
+            let (u1, u2): (f64, f64) = (rng.random::<f64>().max(f64::MIN_POSITIVE), rng.random());
+            ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+        };
+        let q: Vec<f32> = (0..num_queries * d).map(|_| 0.02 * normal()).collect();
+        let queries = Tensor::from_vec(q, (num_queries, d), &Device::Cpu)?;
+        let bound = 1.0 / (d as f64).sqrt();
+        let mut uniform = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| (bound * (2.0 * rng.random::<f64>() - 1.0)) as f32)
+                .collect()
+        };
+        let w = Tensor::from_vec(uniform(d_llm * d), (d_llm, d), &Device::Cpu)?;
+        let b = Tensor::from_vec(uniform(d_llm), d_llm, &Device::Cpu)?;
+        let to = |t: Tensor| t.to_dtype(dtype)?.to_device(device);
+        Ok(Self {
+            queries: to(queries)?,
+            decoder,
+            projection: Linear::new(to(w)?, Some(to(b)?)),
+        })
+    }
+
+    /// Encoder states `[b, T, d_whisper]` → virtual tokens `[b, N, d_llm]`.
+    pub fn forward(&self, encoder_states: &Tensor, exec: Exec) -> Result<Tensor> {
+        let b = encoder_states.dim(0)?;
+        let n = self.num_queries();
+        let pos = self.decoder.embed_positions.narrow(0, 0, n)?;
+        let x = (&self.queries + pos)?
+            .unsqueeze(0)?
+            .broadcast_as((b, n, self.queries.dim(1)?))?
+            .contiguous()?;
+        let mut cache = self.decoder.new_cache(encoder_states)?;
+        let h = self.decoder.forward_embeds(&x, &mut cache, exec)?;
+        self.projection.forward(&h)
+    }
+}
