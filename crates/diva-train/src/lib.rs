@@ -1,1 +1,3 @@
-//! diva-train
+//! diva-train: distillation training. So far: the two DiVA losses.
+
+pub mod losses;
