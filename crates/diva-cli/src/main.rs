@@ -28,6 +28,8 @@ struct Cli {
 enum Command {
     /// Transcribe audio files with Whisper (greedy, no timestamps).
     Transcribe(cmd::transcribe::Args),
+    /// Spoken chat: audio in, the LLM's reply streamed out.
+    Chat(cmd::chat::Args),
     /// Chat with the text LLM (one prompt, or --interactive).
     Generate(cmd::generate::Args),
     /// Fetch and list the default models.
@@ -47,6 +49,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Transcribe(a) => cmd::transcribe::run(a),
         Command::Generate(a) => cmd::generate::run(a),
+        Command::Chat(a) => cmd::chat::run(a),
         Command::Models(c) => cmd::models::run(c),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Eval(c) => cmd::eval::run(c),

@@ -794,3 +794,39 @@ fn missing_tokenizer_json_is_a_clear_error() {
         .to_string();
     assert!(err.contains("not a valid tokenizer.json"), "{err}");
 }
+
+/// DiVA's prompt split on SmolLM2's own template equals the official split
+/// (the fixture's prefix/suffix strings, tokenized without special tokens).
+#[test]
+fn diva_prompt_split_matches_the_official_one() {
+    use diva_core::models::diva::PromptSplit;
+    let tok = smollm2();
+    let split = PromptSplit::from_template(&tok, None).unwrap();
+    let fx: serde_json::Value =
+        serde_json::from_str(&read_fixture("templates/cases.json")).unwrap();
+    let s = fx["split"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["template"] == "smollm2")
+        .unwrap();
+    assert_eq!(
+        split.prefix,
+        tok.encode(s["prefix"].as_str().unwrap(), false).unwrap()
+    );
+    assert_eq!(
+        split.suffix,
+        tok.encode(s["suffix"].as_str().unwrap(), false).unwrap()
+    );
+    assert_eq!(
+        tok.decode(&split.suffix, false).unwrap(),
+        "<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let with_instruction =
+        PromptSplit::from_template(&tok, Some("Translate this to French.")).unwrap();
+    let text = tok.decode(&with_instruction.prefix, false).unwrap();
+    assert!(
+        text.contains("Translate this to French.") && text.ends_with("<|im_start|>user\n"),
+        "{text:?}"
+    );
+}

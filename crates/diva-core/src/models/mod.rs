@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod connector;
+pub mod diva;
 pub mod exec;
 pub mod kernels;
 pub mod linear;
