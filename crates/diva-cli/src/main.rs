@@ -30,6 +30,8 @@ enum Command {
     Transcribe(cmd::transcribe::Args),
     /// Spoken chat: audio in, the LLM's reply streamed out.
     Chat(cmd::chat::Args),
+    /// Write a DiVA checkpoint in the full official layout.
+    Export(cmd::export::Args),
     /// Chat with the text LLM (one prompt, or --interactive).
     Generate(cmd::generate::Args),
     /// Fetch and list the default models.
@@ -50,6 +52,7 @@ fn main() -> std::process::ExitCode {
         Command::Transcribe(a) => cmd::transcribe::run(a),
         Command::Generate(a) => cmd::generate::run(a),
         Command::Chat(a) => cmd::chat::run(a),
+        Command::Export(a) => cmd::export::run(a),
         Command::Models(c) => cmd::models::run(c),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Eval(c) => cmd::eval::run(c),

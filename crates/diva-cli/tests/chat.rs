@@ -114,3 +114,68 @@ fn bad_audio_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// A compact checkpoint (no Whisper token table) exports to the full official
+/// key set, with the table restored from the reference encoder.
+#[test]
+fn export_writes_the_full_official_layout() {
+    use candle_core::Device;
+    let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let src = fx.join("diva/checkpoint");
+    let compact = tempfile::tempdir().unwrap();
+    let mut t =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let official_keys: std::collections::BTreeSet<String> = t.keys().cloned().collect();
+    t.remove("connector.embed_tokens.weight");
+    candle_core::safetensors::save(&t, compact.path().join("model.safetensors")).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    for k in ["reference_encoder", "reference_decoder"] {
+        let abs = src.join(cfg[k].as_str().unwrap()).canonicalize().unwrap();
+        cfg[k] = serde_json::json!(abs.display().to_string());
+    }
+    std::fs::write(compact.path().join("config.json"), cfg.to_string()).unwrap();
+
+    let out = tempfile::tempdir().unwrap();
+    let (ok, _, err) = diva(&[
+        "export",
+        "--model",
+        compact.path().to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let w =
+        candle_core::safetensors::load(out.path().join("model.safetensors"), &Device::Cpu).unwrap();
+    let keys: std::collections::BTreeSet<String> = w.keys().cloned().collect();
+    assert_eq!(keys, official_keys);
+    let whisper = candle_core::safetensors::load(
+        fx.join("hf-whisper-random/model/model.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let restored = (&w["connector.embed_tokens.weight"]
+        - &whisper["model.decoder.embed_tokens.weight"])
+        .unwrap();
+    assert_eq!(
+        restored
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap(),
+        0.0
+    );
+    let q = (&w["query_tokens"] - &t["query_tokens"])
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap();
+    assert_eq!(q.to_scalar::<f32>().unwrap(), 0.0);
+}
