@@ -24,13 +24,6 @@ impl Proj {
         match self {
             Proj::Dense(l) => l.forward(x),
             Proj::Quantized { weight, bias } => {
-                // candle's quantized CPU matmul ignores a view's start offset
-                // (e.g. the last row of a prompt); hand it a fresh buffer.
-                let x = if x.layout().start_offset() != 0 {
-                    &x.copy()?
-                } else {
-                    x
-                };
                 let dims = x.dims().to_vec();
                 let d_in = *dims.last().unwrap_or(&1);
                 let rows = x.elem_count() / d_in.max(1);
