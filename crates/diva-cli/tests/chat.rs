@@ -179,3 +179,40 @@ fn export_writes_the_full_official_layout() {
         .unwrap();
     assert_eq!(q.to_scalar::<f32>().unwrap(), 0.0);
 }
+
+/// An audio turn, then a text turn and another audio turn in one
+/// conversation: later turns feed only their own tokens (KV cache reused).
+#[test]
+fn multi_turn_mixes_audio_and_text_with_the_cache_reused() {
+    let (ok, out, err) = diva(&[
+        "chat",
+        "--json",
+        "--queries",
+        "32",
+        "--max-tokens",
+        "12",
+        "--audio",
+        &clip(QUESTION),
+        "--then",
+        "What is the capital of France?",
+        "--then",
+        &clip("asterisk/sounds/digits/4.wav"),
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let turns = v["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 2);
+    assert!(
+        turns[0]["reply"].as_str().unwrap().contains("Paris"),
+        "{}",
+        turns[0]
+    );
+    // Only the turn boundary, the question and the assistant header are new.
+    let p = turns[0]["prompt_tokens"].as_u64().unwrap();
+    assert!(
+        p < 30,
+        "text turn fed {p} tokens: the conversation was recomputed"
+    );
+    // The audio turn feeds boundary + 32 virtual tokens + suffix.
+    assert!(turns[1]["prompt_tokens"].as_u64().unwrap() < 32 + 30);
+}

@@ -830,3 +830,14 @@ fn diva_prompt_split_matches_the_official_one() {
         "{text:?}"
     );
 }
+
+#[test]
+fn diva_turn_boundary_is_end_of_turn_plus_user_header() {
+    use diva_core::models::diva::PromptSplit;
+    let tok = smollm2();
+    let split = PromptSplit::from_template(&tok, None).unwrap();
+    assert_eq!(
+        tok.decode(&split.between_turns, false).unwrap(),
+        "<|im_end|>\n<|im_start|>user\n"
+    );
+}

@@ -41,6 +41,10 @@ pub struct Args {
     /// Also print the LLM's reply to the Whisper transcript.
     #[arg(long)]
     show_teacher: bool,
+    /// Further turns of the same conversation, in order: an audio file path,
+    /// or text. The KV cache carries over, so earlier turns are not recomputed.
+    #[arg(long = "then")]
+    then: Vec<String>,
     /// Queries of the default untrained connector.
     #[arg(long, default_value_t = 448)]
     queries: usize,
@@ -193,7 +197,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let filters = audio::MelFilters::new(whisper.config.num_mel_bins);
         let mel = audio::log_mel(&pcm[..pcm.len().min(audio::N_SAMPLES)], &filters);
         let mel = Tensor::from_vec(mel, (1, filters.n_mels(), audio::N_FRAMES), &Device::Cpu)?;
-        let states = whisper.encoder(DType::F32, &Device::Cpu)?.forward(&mel)?;
+        let encoder = whisper.encoder(DType::F32, &Device::Cpu)?;
+        let states = encoder.forward(&mel)?;
         let virt = connector.forward(&states, Exec::Fused)?;
         let prompt = split.assemble(&parts.llm, &virt)?;
         let audio_seconds = t0.elapsed().as_secs_f64();
@@ -219,6 +224,42 @@ pub fn run(a: Args) -> Result<ExitCode> {
             out.decode_tokens_per_second()
         );
         report["reply"] = serde_json::json!(out.text);
+        let mut turns = Vec::new();
+        for next in &a.then {
+            let path = Path::new(next);
+            let middle = if path.is_file() {
+                let pcm = audio::load_pcm_16k(path)?;
+                let mel = audio::log_mel(&pcm[..pcm.len().min(audio::N_SAMPLES)], &filters);
+                let mel =
+                    Tensor::from_vec(mel, (1, filters.n_mels(), audio::N_FRAMES), &Device::Cpu)?;
+                connector.forward(&encoder.forward(&mel)?, Exec::Fused)?
+            } else {
+                let ids = parts.tokenizer.encode(next, false)?;
+                parts
+                    .llm
+                    .embed(&Tensor::new(ids.as_slice(), &Device::Cpu)?.unsqueeze(0)?)?
+            };
+            let prompt = split.next_turn(&parts.llm, &middle)?;
+            if !a.json {
+                println!("> {next}");
+            }
+            let sink: Box<dyn FnMut(&str)> = if a.json {
+                Box::new(|_| {})
+            } else {
+                Box::new(stream_to_stdout(label))
+            };
+            let t = g.generate_embeds(&prompt, &mut cache, &a.sampling.params()?, sink)?;
+            if !a.json {
+                println!();
+            }
+            tracing::info!(
+                "turn: {} new prompt tokens, {} cached",
+                t.prompt_tokens,
+                cache.len()
+            );
+            turns.push(serde_json::json!({"input": next, "reply": t.text, "prompt_tokens": t.prompt_tokens}));
+        }
+        report["turns"] = serde_json::json!(turns);
         report["time_to_first_token_s"] = serde_json::json!(ttft);
         report["decode_tokens_per_s"] = serde_json::json!(out.decode_tokens_per_second());
         report["untrained_connector"] = serde_json::json!(a.model.is_none());

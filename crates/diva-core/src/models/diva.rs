@@ -26,6 +26,10 @@ pub const PLACEHOLDER: &str = "PLACEHOLDER";
 pub struct PromptSplit {
     pub prefix: Vec<u32>,
     pub suffix: Vec<u32>,
+    /// What the template puts between an assistant reply's last token and the
+    /// next user message's content (end of turn + user header), for later
+    /// turns of a conversation whose earlier turns are already in the cache.
+    pub between_turns: Vec<u32>,
 }
 
 impl PromptSplit {
@@ -47,19 +51,39 @@ impl PromptSplit {
                 ))
             }
         };
+        // Render user/assistant/user with markers to find the turn boundary.
+        const REPLY: &str = "REPLYMARKER";
+        const NEXT: &str = "NEXTMARKER";
+        messages.pop();
+        messages.extend([
+            Message::user(PLACEHOLDER),
+            Message::assistant(REPLY),
+            Message::user(NEXT),
+        ]);
+        let two = template.render(&messages, true, &json!({}))?;
+        let between = two
+            .split_once(REPLY)
+            .and_then(|(_, rest)| rest.split_once(NEXT))
+            .map(|(b, _)| b.to_string())
+            .ok_or_else(|| {
+                Error::Config("the chat template does not render a multi-turn conversation".into())
+            })?;
         Ok(Self {
             prefix: tok.encode(prefix, false)?,
             suffix: tok.encode(suffix, false)?,
+            between_turns: tok.encode(&between, false)?,
         })
+    }
+
+    /// A later turn: `E(between_turns) ⧺ middle ⧺ E(suffix)`, appended after
+    /// the cache that holds the conversation so far (ending with a reply).
+    pub fn next_turn(&self, llm: &Llm, middle: &Tensor) -> CResult<Tensor> {
+        wrap(llm, &self.between_turns, middle, &self.suffix)
     }
 
     /// `E(prefix) ⧺ middle ⧺ E(suffix)` for `middle` `[1, m, d]`.
     pub fn assemble(&self, llm: &Llm, middle: &Tensor) -> CResult<Tensor> {
-        let dev = &llm.device;
-        let ids = |v: &[u32]| Tensor::new(v, dev).and_then(|t| t.unsqueeze(0));
-        let pre = llm.embed(&ids(&self.prefix)?)?;
-        let suf = llm.embed(&ids(&self.suffix)?)?;
-        Tensor::cat(&[&pre, &middle.to_dtype(pre.dtype())?, &suf], 1)
+        wrap(llm, &self.prefix, middle, &self.suffix)
     }
 
     /// The teacher's input for a transcript's token ids.
@@ -67,4 +91,11 @@ impl PromptSplit {
         let t = Tensor::new(transcript, &llm.device)?.unsqueeze(0)?;
         self.assemble(llm, &llm.embed(&t)?)
     }
+}
+
+fn wrap(llm: &Llm, before: &[u32], middle: &Tensor, after: &[u32]) -> CResult<Tensor> {
+    let ids = |v: &[u32]| Tensor::new(v, &llm.device).and_then(|t| t.unsqueeze(0));
+    let pre = llm.embed(&ids(before)?)?;
+    let suf = llm.embed(&ids(after)?)?;
+    Tensor::cat(&[&pre, &middle.to_dtype(pre.dtype())?, &suf], 1)
 }
