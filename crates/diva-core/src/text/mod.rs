@@ -3,6 +3,7 @@
 pub mod chat_template;
 pub mod gguf_tokenizer;
 pub mod llm_tokenizer;
+pub mod pycompat;
 pub mod stream;
 pub mod whisper_tokenizer;
 
