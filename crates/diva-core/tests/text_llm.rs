@@ -841,3 +841,53 @@ fn diva_turn_boundary_is_end_of_turn_plus_user_header() {
         "<|im_end|>\n<|im_start|>user\n"
     );
 }
+
+/// The official DiVA split (tools/reference/make_prompt_ids_fixture.py) of
+/// Llama 3.1's template with the Llama 3 tokenizer and of SmolLM2's: the same
+/// prefix and suffix ids. Llama's suffix is the one in the official code.
+#[test]
+fn diva_prompt_ids_match_the_official_split_for_llama3_and_smollm2() {
+    use diva_core::models::diva::PromptSplit;
+    let fx: serde_json::Value =
+        serde_json::from_str(&read_fixture("templates/prompt_ids.json")).unwrap();
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
+    for case in fx["cases"].as_array().unwrap() {
+        let tok = match case["name"].as_str().unwrap() {
+            "llama3_1" => {
+                let dir = diva_core::weights::cache::models_dir().join("llama3.2-tokenizer");
+                assert!(
+                    dir.join("tokenizer.json").is_file(),
+                    "run scripts/fetch-models llama3-tokenizer (the test command does)"
+                );
+                let mut t = LlmTokenizer::from_hf_dir(&dir).unwrap();
+                t.chat_template = Some(template_source("llama3_1"));
+                t
+            }
+            _ => smollm2(),
+        };
+        let split = PromptSplit::from_template(&tok, None).unwrap();
+        assert_eq!(
+            split.prefix,
+            ids(&case["prefix_ids"]),
+            "{} prefix",
+            case["name"]
+        );
+        assert_eq!(
+            split.suffix,
+            ids(&case["suffix_ids"]),
+            "{} suffix",
+            case["name"]
+        );
+        if case["name"] == "llama3_1" {
+            assert_eq!(split.suffix, vec![128009, 128006, 78191, 128007, 271]);
+            assert_eq!(split.prefix[0], 128000);
+            assert!(split.prefix.ends_with(&[128006, 882, 128007, 271]));
+        }
+    }
+}
