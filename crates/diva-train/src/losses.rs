@@ -8,7 +8,9 @@
 //! - alignment: the mean over the last `T` virtual tokens (`T` = transcript
 //!   length in tokens) of `‖v_i − E(t_i)‖₂`; earlier virtual tokens are free.
 
-use candle_core::{Result, Tensor, D};
+use candle_core::{IndexOp, Result, Tensor, D};
+use diva_core::models::llm::Llm;
+use diva_core::models::Exec;
 
 /// Per-example distillation loss: `student`, `teacher` `[b, d]` → `[b]`.
 pub fn distill_loss(student: &Tensor, teacher: &Tensor) -> Result<Tensor> {
@@ -29,6 +31,69 @@ pub fn align_loss(virtual_tokens: &Tensor, transcript_embeds: &Tensor) -> Result
         .sum(D::Minus1)?
         .sqrt()?
         .mean_all()
+}
+
+/// The losses of a batch, per example and combined.
+#[derive(Debug, Clone)]
+pub struct BatchLoss {
+    /// Mean over examples of `distill + align` (the official reduction).
+    pub total: Tensor,
+    pub distill: Tensor,
+    pub align: Tensor,
+}
+
+/// One batch through the frozen LLM, with official padding semantics:
+/// - `student` `[b, Ls, d]`: prefix ⧺ virtual tokens ⧺ suffix, all the same
+///   length, so the student's state is at the last position;
+/// - `teacher` `[b, Lt, d]`: prefix ⧺ transcript ⧺ suffix, right-padded, with
+///   `teacher_mask` `[b, Lt]` (1 real, 0 padding); each teacher state is taken
+///   at its last real position, and carries no gradient;
+/// - `virtual_tokens` `[b, N, d]` and each example's transcript embeddings
+///   `[T_i, d]` for the alignment loss.
+pub fn batch_loss(
+    llm: &Llm,
+    student: &Tensor,
+    teacher: &Tensor,
+    teacher_mask: &Tensor,
+    virtual_tokens: &Tensor,
+    transcripts: &[Tensor],
+    exec: Exec,
+) -> Result<BatchLoss> {
+    let b = student.dim(0)?;
+    if transcripts.len() != b || teacher.dim(0)? != b {
+        candle_core::bail!(
+            "batch of {b} students, {} teachers, {} transcripts",
+            teacher.dim(0)?,
+            transcripts.len()
+        );
+    }
+    let hs = llm.forward_embeds(student, None, None, exec)?;
+    let student_last = hs.i((.., hs.dim(1)? - 1))?;
+    let ht = llm
+        .forward_embeds(teacher, Some(teacher_mask), None, exec)?
+        .detach();
+    let lengths = teacher_mask
+        .to_dtype(candle_core::DType::F32)?
+        .sum(1)?
+        .to_vec1::<f32>()?;
+    let teacher_last = lengths
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| ht.i((i, (n as usize).max(1) - 1)))
+        .collect::<Result<Vec<_>>>()?;
+    let distill = distill_loss(&student_last, &Tensor::stack(&teacher_last, 0)?)?;
+    let align = transcripts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| align_loss(&virtual_tokens.i(i)?, t))
+        .collect::<Result<Vec<_>>>()?;
+    let align = Tensor::stack(&align, 0)?;
+    let total = (&distill + &align)?.mean_all()?;
+    Ok(BatchLoss {
+        total,
+        distill,
+        align,
+    })
 }
 
 #[cfg(test)]
