@@ -1,3 +1,4 @@
 //! diva-train: distillation training. So far: the two DiVA losses.
 
+pub mod data;
 pub mod losses;
