@@ -9,6 +9,7 @@ pub mod audio;
 pub mod error;
 pub mod generate;
 pub mod models;
+pub mod testing;
 pub mod text;
 pub mod weights;
 

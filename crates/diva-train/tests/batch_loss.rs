@@ -4,8 +4,6 @@
 //! of different lengths (teacher inputs right-padded); and finite differences
 //! of the full batched loss w.r.t. the query tokens.
 
-use std::path::PathBuf;
-
 use candle_core::{DType, Device, Tensor};
 use diva_core::models::checkpoint::{self, DivaConfig};
 use diva_core::models::connector::Connector;
@@ -14,9 +12,7 @@ use diva_core::models::whisper::WhisperWeights;
 use diva_core::models::Exec;
 use diva_train::losses::batch_loss;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
+use diva_core::testing::fixtures;
 
 struct Batch {
     llm: Llm,

@@ -3,8 +3,6 @@
 //! official PyTorch logic's gradients (tools/reference/make_diva_fixture.py)
 //! and central finite differences.
 
-use std::path::PathBuf;
-
 use candle_core::{DType, Device, IndexOp, Tensor, Var};
 use diva_core::models::checkpoint::{self, DivaConfig};
 use diva_core::models::connector::Connector;
@@ -13,29 +11,7 @@ use diva_core::models::whisper::WhisperWeights;
 use diva_core::models::Exec;
 use diva_train::losses::{align_loss, distill_loss};
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
-    let d = (a - b)
-        .unwrap()
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-        .sqrt();
-    d / b
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-        .sqrt()
-}
+use diva_core::testing::{fixtures, rel_l2};
 
 struct Setup {
     llm: Llm,

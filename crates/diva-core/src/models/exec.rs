@@ -103,27 +103,6 @@ mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
-    fn rel(a: &Tensor, b: &Tensor) -> f64 {
-        let d = (a - b)
-            .unwrap()
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
-            .sqrt();
-        let n = b
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
-            .sqrt();
-        d / n
-    }
-
     #[test]
     fn both_modes_compute_the_same_function() {
         let dev = Device::Cpu;
@@ -133,7 +112,7 @@ mod tests {
         let f = layer_norm(&x, &w, &b, 1e-5, Exec::Fused).unwrap();
         let a = layer_norm(&x, &w, &b, 1e-5, Exec::Autograd).unwrap();
         assert!(
-            rel(
+            crate::testing::rel_l2(
                 &a.to_dtype(DType::F64).unwrap(),
                 &f.to_dtype(DType::F64).unwrap()
             ) < 1e-6
@@ -141,7 +120,7 @@ mod tests {
         let f = softmax_last(&x, Exec::Fused).unwrap();
         let a = softmax_last(&x, Exec::Autograd).unwrap();
         assert!(
-            rel(
+            crate::testing::rel_l2(
                 &a.to_dtype(DType::F64).unwrap(),
                 &f.to_dtype(DType::F64).unwrap()
             ) < 1e-6

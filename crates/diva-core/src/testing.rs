@@ -1,0 +1,59 @@
+//! Helpers shared by the test suites of every crate: where the committed
+//! fixtures live, fetched models, and tensor comparisons.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{DType, Tensor};
+
+/// The repository's `tests/fixtures` directory.
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+/// A fixture safetensors file, by path relative to `tests/fixtures`.
+pub fn load_fixture(rel: &str) -> HashMap<String, Tensor> {
+    let p = fixtures().join(rel);
+    candle_core::safetensors::load(&p, &candle_core::Device::Cpu)
+        .unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
+}
+
+/// A fetched model directory; panics (tests fail, never skip) when missing,
+/// since the test command fetches the models first.
+pub fn real_model(dir: &str) -> PathBuf {
+    let p = crate::weights::cache::models_dir().join(dir);
+    assert!(
+        crate::weights::cache::is_complete(&p),
+        "{} is missing: run scripts/fetch-models (the test command does this)",
+        p.display()
+    );
+    p
+}
+
+/// ‖a − b‖ / ‖b‖, computed in f64.
+pub fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
+    let f = |t: &Tensor| {
+        t.to_dtype(DType::F64)
+            .and_then(|t| t.flatten_all())
+            .expect("tensor to f64")
+    };
+    let (a, b) = (f(a), f(b));
+    assert_eq!(a.dims(), b.dims(), "shape mismatch");
+    let norm = |t: &Tensor| {
+        t.sqr()
+            .and_then(|t| t.sum_all())
+            .and_then(|t| t.to_scalar::<f64>())
+            .expect("norm")
+            .sqrt()
+    };
+    norm(&(&a - &b).expect("difference")) / norm(&b)
+}
+
+/// Largest absolute elementwise difference.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
