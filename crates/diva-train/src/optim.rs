@@ -1,0 +1,235 @@
+//! Optimisation: AdamW (decoupled weight decay, torch semantics), the
+//! official schedule (linear warmup then cosine decay to zero), and
+//! global-norm gradient clipping.
+//!
+//! AdamW is written here rather than taken from `candle_nn::optim::AdamW`
+//! because resuming a run exactly needs the moments and step count, which
+//! candle keeps private. A test checks both give the same updates.
+
+use candle_core::backprop::GradStore;
+use candle_core::{Result, Tensor, Var};
+
+/// Linear warmup to `peak_lr` over `warmup_steps`, then cosine decay to 0 at
+/// `total_steps` (the official recipe uses 1% warmup).
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub peak_lr: f64,
+    pub warmup_steps: usize,
+    pub total_steps: usize,
+}
+
+impl Schedule {
+    /// The official recipe's shape: warmup over 1% of the steps.
+    pub fn official(peak_lr: f64, total_steps: usize) -> Self {
+        Self {
+            peak_lr,
+            warmup_steps: (total_steps / 100).max(1),
+            total_steps,
+        }
+    }
+
+    /// Learning rate for optimizer step `step` (0-based).
+    pub fn lr(&self, step: usize) -> f64 {
+        if step < self.warmup_steps {
+            return self.peak_lr * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let span = self.total_steps.saturating_sub(self.warmup_steps).max(1);
+        let progress = ((step - self.warmup_steps) as f64 / span as f64).min(1.0);
+        self.peak_lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AdamWParams {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWParams {
+    /// torch's defaults, with the official weight decay of 0.1.
+    fn default() -> Self {
+        Self {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.1,
+        }
+    }
+}
+
+/// AdamW with its state in the open, so checkpoints can save and restore it.
+pub struct AdamW {
+    pub params: AdamWParams,
+    pub vars: Vec<Var>,
+    /// First and second moments, one pair per var.
+    pub moments: Vec<(Tensor, Tensor)>,
+    /// Number of steps taken.
+    pub step: usize,
+}
+
+impl AdamW {
+    pub fn new(vars: Vec<Var>, params: AdamWParams) -> Result<Self> {
+        let moments = vars
+            .iter()
+            .map(|v| Ok((v.as_tensor().zeros_like()?, v.as_tensor().zeros_like()?)))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            params,
+            vars,
+            moments,
+            step: 0,
+        })
+    }
+
+    /// One update at learning rate `lr` (vars without a gradient are left alone).
+    pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+        self.step += 1;
+        let p = &self.params;
+        let bias1 = 1.0 - p.beta1.powi(self.step as i32);
+        let bias2 = 1.0 - p.beta2.powi(self.step as i32);
+        for (var, (m, v)) in self.vars.iter().zip(self.moments.iter_mut()) {
+            let Some(g) = grads.get(var) else { continue };
+            *m = ((&*m * p.beta1)? + (g * (1.0 - p.beta1))?)?;
+            *v = ((&*v * p.beta2)? + (g.sqr()? * (1.0 - p.beta2))?)?;
+            let m_hat = (&*m / bias1)?;
+            let v_hat = (&*v / bias2)?;
+            let decayed = (var.as_tensor() * (1.0 - lr * p.weight_decay))?;
+            let update = (m_hat / (v_hat.sqrt()? + p.eps)?)?;
+            var.set(&(decayed - (update * lr)?)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Scale all gradients so their global L2 norm is at most `max_norm`
+/// (torch's `clip_grad_norm_`). Returns the norm before clipping.
+pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<f64> {
+    let mut total = 0.0;
+    for v in vars {
+        if let Some(g) = grads.get(v) {
+            total += g
+                .sqr()?
+                .sum_all()?
+                .to_dtype(candle_core::DType::F64)?
+                .to_scalar::<f64>()?;
+        }
+    }
+    let norm = total.sqrt();
+    if norm > max_norm && norm > 0.0 {
+        let scale = max_norm / (norm + 1e-6);
+        for v in vars {
+            if let Some(g) = grads.remove(v) {
+                grads.insert(v, (g * scale)?);
+            }
+        }
+    }
+    Ok(norm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use candle_nn::optim::Optimizer;
+
+    #[test]
+    fn schedule_warms_up_then_decays_to_zero() {
+        let s = Schedule::official(5e-5, 4300);
+        assert_eq!(s.warmup_steps, 43);
+        assert!((s.lr(0) - 5e-5 / 43.0).abs() < 1e-15);
+        assert!((s.lr(42) - 5e-5).abs() < 1e-15, "peak at the end of warmup");
+        let mid = s.lr(43 + (4300 - 43) / 2);
+        assert!(
+            (mid - 2.5e-5).abs() < 2e-8,
+            "half way through the cosine: {mid}"
+        );
+        assert!(s.lr(4299) < 1e-9 && s.lr(10_000) == 0.0);
+        assert!(
+            (1..4300).all(|t| t < 43 || s.lr(t) <= s.lr(t - 1)),
+            "monotone decay"
+        );
+    }
+
+    fn quadratic(v: &Var, target: &Tensor) -> Tensor {
+        (v.as_tensor() - target)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+    }
+
+    #[test]
+    fn adamw_equals_candles_and_the_torch_formula() {
+        let dev = Device::Cpu;
+        let init = Tensor::new(&[1.0f64, -2.0, 0.5], &dev).unwrap();
+        let target = Tensor::new(&[0.3f64, 0.1, -0.4], &dev).unwrap();
+        let (ours_v, theirs_v) = (
+            Var::from_tensor(&init).unwrap(),
+            Var::from_tensor(&init).unwrap(),
+        );
+        let mut ours = AdamW::new(vec![ours_v.clone()], AdamWParams::default()).unwrap();
+        let cp = candle_nn::optim::ParamsAdamW {
+            lr: 1e-2,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.1,
+        };
+        let mut theirs = candle_nn::optim::AdamW::new(vec![theirs_v.clone()], cp).unwrap();
+        for _ in 0..5 {
+            ours.step(&quadratic(&ours_v, &target).backward().unwrap(), 1e-2)
+                .unwrap();
+            theirs
+                .step(&quadratic(&theirs_v, &target).backward().unwrap())
+                .unwrap();
+        }
+        let d = (ours_v.as_tensor() - theirs_v.as_tensor())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max(0)
+            .unwrap();
+        assert!(d.to_scalar::<f64>().unwrap() < 1e-12);
+        // First step by hand: m̂ = g, v̂ = g², so the step is lr·sign(g) after decay.
+        let v = Var::from_tensor(&init).unwrap();
+        let mut o = AdamW::new(vec![v.clone()], AdamWParams::default()).unwrap();
+        o.step(&quadratic(&v, &target).backward().unwrap(), 1e-2)
+            .unwrap();
+        let got = v.as_tensor().to_vec1::<f64>().unwrap();
+        for (i, (&p, &t)) in [1.0f64, -2.0, 0.5]
+            .iter()
+            .zip(&[0.3f64, 0.1, -0.4])
+            .enumerate()
+        {
+            let g: f64 = 2.0 * (p - t);
+            let want = p * (1.0 - 1e-2 * 0.1) - 1e-2 * g / (g.abs() + 1e-8);
+            assert!((got[i] - want).abs() < 1e-12, "{i}: {} vs {want}", got[i]);
+        }
+    }
+
+    #[test]
+    fn clipping_bounds_the_global_norm() {
+        let dev = Device::Cpu;
+        let a = Var::from_tensor(&Tensor::new(&[3.0f64], &dev).unwrap()).unwrap();
+        let b = Var::from_tensor(&Tensor::new(&[4.0f64], &dev).unwrap()).unwrap();
+        let loss = ((a.as_tensor() * 1.0).unwrap() + (b.as_tensor() * 1.0).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let loss = (loss.sqr().unwrap() * 0.5).unwrap(); // grads = (a+b)·1 = 7 each
+        let mut g = loss.backward().unwrap();
+        let norm = clip_grad_norm(&mut g, &[a.clone(), b.clone()], 1.0).unwrap();
+        assert!((norm - (98.0f64).sqrt()).abs() < 1e-9);
+        let ga = g.get(&a).unwrap().to_vec1::<f64>().unwrap()[0];
+        let gb = g.get(&b).unwrap().to_vec1::<f64>().unwrap()[0];
+        assert!(((ga * ga + gb * gb).sqrt() - 1.0).abs() < 1e-5);
+        let norm2 = clip_grad_norm(&mut g, &[a, b], 10.0).unwrap();
+        assert!(
+            (norm2 - 1.0).abs() < 1e-5,
+            "below the bound nothing changes"
+        );
+    }
+}
