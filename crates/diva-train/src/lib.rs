@@ -3,3 +3,4 @@
 pub mod data;
 pub mod losses;
 pub mod optim;
+pub mod teacher_cache;
