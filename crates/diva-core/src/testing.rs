@@ -57,3 +57,37 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// The tiny random DiVA of `tests/fixtures/diva` (official-layout checkpoint
+/// plus its reference Whisper and Llama), loaded in `dtype`.
+pub struct TinyDiva {
+    pub config: crate::models::checkpoint::DivaConfig,
+    pub whisper: crate::models::whisper::WhisperWeights,
+    pub llm: crate::models::llm::Llm,
+    pub connector: crate::models::connector::Connector,
+}
+
+pub fn tiny_diva(dtype: DType) -> TinyDiva {
+    use crate::models::checkpoint::{self, DivaConfig};
+    let dir = fixtures().join("diva/checkpoint");
+    let config = DivaConfig::read(&dir).expect("fixture config");
+    let reference = |r: &str| DivaConfig::local_reference(&dir, r).expect("fixture reference");
+    let whisper =
+        crate::models::whisper::WhisperWeights::load_dir(&reference(&config.reference_encoder))
+            .expect("fixture Whisper");
+    let llm = crate::models::llm::load_llm(
+        &reference(&config.reference_decoder),
+        crate::models::llm::WeightMode::Dense(dtype),
+        &candle_core::Device::Cpu,
+    )
+    .expect("fixture LLM");
+    let connector =
+        checkpoint::load_connector(&dir, &whisper.config, dtype, &candle_core::Device::Cpu)
+            .expect("fixture connector");
+    TinyDiva {
+        config,
+        whisper,
+        llm,
+        connector,
+    }
+}

@@ -8,9 +8,9 @@ mod common;
 use candle_core::{DType, Device, IndexOp, Tensor};
 use common::{fixtures, load_fixture, rel_l2};
 use diva_core::models::checkpoint::{self, DivaConfig};
-use diva_core::models::llm::{load_llm, WeightMode};
 use diva_core::models::whisper::WhisperWeights;
 use diva_core::models::Exec;
+use diva_core::testing::{tiny_diva, TinyDiva};
 
 fn ids(v: &[u32]) -> Tensor {
     Tensor::new(v, &Device::Cpu).unwrap().unsqueeze(0).unwrap()
@@ -27,16 +27,15 @@ fn json_ids(cfg: &DivaConfig, key: &str) -> Vec<u32> {
 
 #[test]
 fn official_checkpoint_matches_pytorch() {
-    let dir = fixtures().join("diva/checkpoint");
-    let cfg = DivaConfig::read(&dir).unwrap();
-    let enc_dir = DivaConfig::local_reference(&dir, &cfg.reference_encoder).unwrap();
-    let llm_dir = DivaConfig::local_reference(&dir, &cfg.reference_decoder).unwrap();
-    let whisper = WhisperWeights::load_dir(&enc_dir).unwrap();
-    let llm = load_llm(&llm_dir, WeightMode::Dense(DType::F32), &Device::Cpu).unwrap();
+    // Loads the official-layout checkpoint and its references by relative path.
+    let TinyDiva {
+        config: cfg,
+        whisper,
+        llm,
+        connector,
+    } = tiny_diva(DType::F32);
     let fx = load_fixture("diva/expected.safetensors");
     for exec in [Exec::Fused, Exec::Autograd] {
-        let connector =
-            checkpoint::load_connector(&dir, &whisper.config, DType::F32, &Device::Cpu).unwrap();
         let states = whisper
             .encoder(DType::F32, &Device::Cpu)
             .unwrap()

@@ -5,14 +5,12 @@
 //! of the full batched loss w.r.t. the query tokens.
 
 use candle_core::{DType, Device, Tensor};
-use diva_core::models::checkpoint::{self, DivaConfig};
 use diva_core::models::connector::Connector;
-use diva_core::models::llm::{load_llm, Llm, WeightMode};
-use diva_core::models::whisper::WhisperWeights;
+use diva_core::models::llm::Llm;
 use diva_core::models::Exec;
 use diva_train::losses::batch_loss;
 
-use diva_core::testing::fixtures;
+use diva_core::testing::{fixtures, tiny_diva, TinyDiva};
 
 struct Batch {
     llm: Llm,
@@ -25,18 +23,12 @@ struct Batch {
 }
 
 fn setup(dtype: DType) -> (Batch, Connector, std::collections::HashMap<String, Tensor>) {
-    let dir = fixtures().join("diva/checkpoint");
-    let cfg = DivaConfig::read(&dir).unwrap();
-    let whisper = WhisperWeights::load_dir(
-        &DivaConfig::local_reference(&dir, &cfg.reference_encoder).unwrap(),
-    )
-    .unwrap();
-    let llm = load_llm(
-        &DivaConfig::local_reference(&dir, &cfg.reference_decoder).unwrap(),
-        WeightMode::Dense(dtype),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let TinyDiva {
+        whisper,
+        llm,
+        connector,
+        ..
+    } = tiny_diva(dtype);
     let fx =
         candle_core::safetensors::load(fixtures().join("diva/expected.safetensors"), &Device::Cpu)
             .unwrap();
@@ -49,7 +41,6 @@ fn setup(dtype: DType) -> (Batch, Connector, std::collections::HashMap<String, T
         .unwrap()
         .forward(&mel)
         .unwrap();
-    let connector = checkpoint::load_connector(&dir, &whisper.config, dtype, &Device::Cpu).unwrap();
     let ids = |v: &[u32]| {
         llm.embed(&Tensor::new(v, &Device::Cpu).unwrap().unsqueeze(0).unwrap())
             .unwrap()

@@ -4,14 +4,12 @@
 //! and central finite differences.
 
 use candle_core::{DType, Device, IndexOp, Tensor, Var};
-use diva_core::models::checkpoint::{self, DivaConfig};
 use diva_core::models::connector::Connector;
-use diva_core::models::llm::{load_llm, Llm, WeightMode};
-use diva_core::models::whisper::WhisperWeights;
+use diva_core::models::llm::Llm;
 use diva_core::models::Exec;
 use diva_train::losses::{align_loss, distill_loss};
 
-use diva_core::testing::{fixtures, rel_l2};
+use diva_core::testing::{fixtures, rel_l2, tiny_diva, TinyDiva};
 
 struct Setup {
     llm: Llm,
@@ -52,18 +50,12 @@ fn total_loss(s: &Setup, c: &Connector) -> Tensor {
 
 #[test]
 fn loss_gradients_match_pytorch_and_finite_differences() {
-    let dir = fixtures().join("diva/checkpoint");
-    let cfg = DivaConfig::read(&dir).unwrap();
-    let whisper = WhisperWeights::load_dir(
-        &DivaConfig::local_reference(&dir, &cfg.reference_encoder).unwrap(),
-    )
-    .unwrap();
-    let llm = load_llm(
-        &DivaConfig::local_reference(&dir, &cfg.reference_decoder).unwrap(),
-        WeightMode::Dense(DType::F64),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let TinyDiva {
+        config: cfg,
+        whisper,
+        llm,
+        connector: mut c,
+    } = tiny_diva(DType::F64);
     let exp =
         candle_core::safetensors::load(fixtures().join("diva/expected.safetensors"), &Device::Cpu)
             .unwrap();
@@ -92,8 +84,6 @@ fn loss_gradients_match_pytorch_and_finite_differences() {
         transcript: vec![20, 21, 22, 23, 24],
     };
 
-    let mut c =
-        checkpoint::load_connector(&dir, &whisper.config, DType::F64, &Device::Cpu).unwrap();
     let queries = Var::from_tensor(&c.queries).unwrap();
     let q_proj = Var::from_tensor(&c.decoder.layers[0].self_attn.q_proj.weight).unwrap();
     let proj = Var::from_tensor(&c.projection.weight).unwrap();

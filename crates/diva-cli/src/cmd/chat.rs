@@ -15,7 +15,7 @@ use diva_core::generate::{Generation, TextGenerator, TranscribeOptions, Transcri
 use diva_core::models::checkpoint::{self, DivaConfig};
 use diva_core::models::connector::Connector;
 use diva_core::models::diva::PromptSplit;
-use diva_core::models::llm::{load_llm, Llm, WeightMode};
+use diva_core::models::llm::{load_llm, KvCache, Llm, WeightMode};
 use diva_core::models::whisper::WhisperWeights;
 use diva_core::models::Exec;
 use diva_core::text::LlmTokenizer;
@@ -56,8 +56,7 @@ pub struct Args {
 }
 
 struct Parts {
-    whisper_dir: PathBuf,
-    whisper: Option<WhisperWeights>,
+    whisper: WhisperWeights,
     llm: Llm,
     tokenizer: LlmTokenizer,
     connector: Option<Connector>,
@@ -87,11 +86,11 @@ fn load(a: &Args) -> Result<Parts> {
     };
     let tokenizer = super::generate::load_tokenizer(&llm_path)?;
     let llm = load_llm(&llm_path, WeightMode::Quantized, &Device::Cpu)?;
-    let (connector, whisper) = if a.cascade {
-        (None, None)
+    let whisper = WhisperWeights::load_dir(&whisper_dir)?;
+    let connector = if a.cascade {
+        None
     } else {
-        let whisper = WhisperWeights::load_dir(&whisper_dir)?;
-        let c = match &a.model {
+        Some(match &a.model {
             Some(dir) => {
                 checkpoint::load_connector(dir, &whisper.config, DType::F32, &Device::Cpu)?
             }
@@ -109,11 +108,9 @@ fn load(a: &Args) -> Result<Parts> {
                     &Device::Cpu,
                 )?
             }
-        };
-        (Some(c), Some(whisper))
+        })
     };
     Ok(Parts {
-        whisper_dir,
         whisper,
         llm,
         tokenizer,
@@ -121,39 +118,30 @@ fn load(a: &Args) -> Result<Parts> {
     })
 }
 
-fn stream_to_stdout(label: Option<&str>) -> impl FnMut(&str) {
+/// Generate after `prompt`, streaming to stdout (after `label: `, if any)
+/// unless `--json` collects everything into one object at the end.
+fn reply(
+    g: &TextGenerator,
+    prompt: &Tensor,
+    cache: &mut KvCache,
+    a: &Args,
+    label: Option<&str>,
+) -> Result<Generation> {
     let mut first = true;
-    let label = label.map(str::to_string);
-    move |t: &str| {
+    let sink = |t: &str| {
+        if a.json {
+            return;
+        }
         let mut out = std::io::stdout().lock();
-        if first {
-            if let Some(l) = &label {
+        if std::mem::take(&mut first) {
+            if let Some(l) = label {
                 let _ = write!(out, "{l}: ");
             }
-            first = false;
         }
         let _ = write!(out, "{t}");
         let _ = out.flush();
-    }
-}
-
-fn text_reply(
-    p: &Parts,
-    split: &PromptSplit,
-    transcript: &str,
-    a: &Args,
-    label: &str,
-) -> Result<Generation> {
-    let ids = p.tokenizer.encode(transcript, false)?;
-    let prompt = split.teacher(&p.llm, &ids)?;
-    let mut cache = p.llm.new_cache();
-    let g = TextGenerator::new(&p.llm, &p.tokenizer);
-    let sink: Box<dyn FnMut(&str)> = if a.json {
-        Box::new(|_| {})
-    } else {
-        Box::new(stream_to_stdout(Some(label)))
     };
-    let out = g.generate_embeds(&prompt, &mut cache, &a.sampling.params()?, sink)?;
+    let out = g.generate_embeds(prompt, cache, &a.sampling.params()?, sink)?;
     if !a.json {
         println!();
     }
@@ -177,12 +165,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let needs_transcript = a.cascade || a.show_teacher;
     let transcript = if needs_transcript {
-        let tr = Transcriber::load(
-            &parts.whisper_dir,
-            &TranscribeOptions::default(),
-            &Device::Cpu,
-        )
-        .context("--cascade/--show-teacher need a Whisper with its decoder")?;
+        let tr =
+            Transcriber::from_weights(&parts.whisper, &TranscribeOptions::default(), &Device::Cpu)
+                .context("--cascade/--show-teacher need a Whisper with its decoder")?;
         let text = tr.transcribe_pcm(&pcm)?.text;
         if !a.json {
             println!("transcript: {text}");
@@ -192,28 +177,22 @@ pub fn run(a: Args) -> Result<ExitCode> {
         None
     };
 
+    let g = TextGenerator::new(&parts.llm, &parts.tokenizer);
     let mut report = serde_json::json!({ "audio": a.audio, "transcript": transcript });
-    if let (Some(connector), Some(whisper)) = (&parts.connector, &parts.whisper) {
-        let filters = audio::MelFilters::new(whisper.config.num_mel_bins);
-        let mel = audio::log_mel(&pcm[..pcm.len().min(audio::N_SAMPLES)], &filters);
-        let mel = Tensor::from_vec(mel, (1, filters.n_mels(), audio::N_FRAMES), &Device::Cpu)?;
-        let encoder = whisper.encoder(DType::F32, &Device::Cpu)?;
-        let states = encoder.forward(&mel)?;
-        let virt = connector.forward(&states, Exec::Fused)?;
-        let prompt = split.assemble(&parts.llm, &virt)?;
+    if let Some(connector) = &parts.connector {
+        let filters = audio::MelFilters::new(parts.whisper.config.num_mel_bins);
+        let encoder = parts.whisper.encoder(DType::F32, &Device::Cpu)?;
+        // Audio → one 30 s window of log-mel → encoder → connector.
+        let virtual_tokens = |pcm: &[f32]| -> Result<Tensor> {
+            let mel = audio::log_mel(&pcm[..pcm.len().min(audio::N_SAMPLES)], &filters);
+            let mel = Tensor::from_vec(mel, (1, filters.n_mels(), audio::N_FRAMES), &Device::Cpu)?;
+            Ok(connector.forward(&encoder.forward(&mel)?, Exec::Fused)?)
+        };
+        let prompt = split.assemble(&parts.llm, &virtual_tokens(&pcm)?)?;
         let audio_seconds = t0.elapsed().as_secs_f64();
         let mut cache = parts.llm.new_cache();
-        let g = TextGenerator::new(&parts.llm, &parts.tokenizer);
         let label = if needs_transcript { Some("diva") } else { None };
-        let sink: Box<dyn FnMut(&str)> = if a.json {
-            Box::new(|_| {})
-        } else {
-            Box::new(stream_to_stdout(label))
-        };
-        let out = g.generate_embeds(&prompt, &mut cache, &a.sampling.params()?, sink)?;
-        if !a.json {
-            println!();
-        }
+        let out = reply(&g, &prompt, &mut cache, &a, label)?;
         let ttft = audio_seconds + out.prompt_seconds;
         tracing::info!(
             "time to first token {:.3}s (audio path {:.3}s + prefill of {} tokens {:.3}s); decode {:.1} tok/s",
@@ -228,11 +207,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         for next in &a.then {
             let path = Path::new(next);
             let middle = if path.is_file() {
-                let pcm = audio::load_pcm_16k(path)?;
-                let mel = audio::log_mel(&pcm[..pcm.len().min(audio::N_SAMPLES)], &filters);
-                let mel =
-                    Tensor::from_vec(mel, (1, filters.n_mels(), audio::N_FRAMES), &Device::Cpu)?;
-                connector.forward(&encoder.forward(&mel)?, Exec::Fused)?
+                virtual_tokens(&audio::load_pcm_16k(path)?)?
             } else {
                 let ids = parts.tokenizer.encode(next, false)?;
                 parts
@@ -243,15 +218,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             if !a.json {
                 println!("> {next}");
             }
-            let sink: Box<dyn FnMut(&str)> = if a.json {
-                Box::new(|_| {})
-            } else {
-                Box::new(stream_to_stdout(label))
-            };
-            let t = g.generate_embeds(&prompt, &mut cache, &a.sampling.params()?, sink)?;
-            if !a.json {
-                println!();
-            }
+            let t = reply(&g, &prompt, &mut cache, &a, label)?;
             tracing::info!(
                 "turn: {} new prompt tokens, {} cached",
                 t.prompt_tokens,
@@ -266,8 +233,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     if let Some(t) = &transcript {
         let label = if a.cascade { "cascade" } else { "teacher" };
-        let g = text_reply(&parts, &split, t, &a, label)?;
-        report[if a.cascade { "reply" } else { "teacher_reply" }] = serde_json::json!(g.text);
+        let prompt = split.teacher(&parts.llm, &parts.tokenizer.encode(t, false)?)?;
+        let out = reply(&g, &prompt, &mut parts.llm.new_cache(), &a, Some(label))?;
+        report[if a.cascade { "reply" } else { "teacher_reply" }] = serde_json::json!(out.text);
     }
     if a.json {
         println!("{}", serde_json::to_string(&report)?);

@@ -62,9 +62,17 @@ pub struct Transcriber {
 impl Transcriber {
     /// Load from a Whisper directory (HF safetensors or CTranslate2).
     pub fn load(dir: &Path, opts: &TranscribeOptions, device: &Device) -> Result<Self> {
-        let weights = WhisperWeights::load_dir(dir)?;
+        Self::from_weights(&WhisperWeights::load_dir(dir)?, opts, device)
+    }
+
+    /// Build from weights already read (their directory holds `tokenizer.json`).
+    pub fn from_weights(
+        weights: &WhisperWeights,
+        opts: &TranscribeOptions,
+        device: &Device,
+    ) -> Result<Self> {
         let tokenizer = WhisperTokenizer::from_file(
-            &dir.join("tokenizer.json"),
+            &weights.dir.join("tokenizer.json"),
             weights.config.is_multilingual(),
         )?;
         let encoder = weights.encoder(opts.dtype, device)?;

@@ -30,10 +30,6 @@ impl Connector {
         self.queries.dim(0).unwrap_or(0)
     }
 
-    pub fn d_llm(&self) -> usize {
-        self.projection.weight.dim(0).unwrap_or(0)
-    }
-
     /// A fresh connector: decoder blocks from `whisper`, queries ~ N(0, 0.02²),
     /// projection as torch's default `nn.Linear` init (U(±1/√d_in) for weight
     /// and bias). Seeded (candle's CPU RNG cannot be seeded, so we draw here).

@@ -5,20 +5,10 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::quantized::QTensor;
 use candle_core::Device;
 
 use crate::{Error, Result};
-
-/// Quantization types diva keeps quantized for inference (and dequantizes
-/// for training). Others that candle can read work too; these are tested.
-pub const TESTED_QUANT_TYPES: &[GgmlDType] = &[
-    GgmlDType::Q4_0,
-    GgmlDType::Q4_1,
-    GgmlDType::Q8_0,
-    GgmlDType::Q4K,
-    GgmlDType::Q6K,
-];
 
 /// llama.cpp's names for ggml types candle cannot read, for error messages.
 fn ggml_type_name(code: u32) -> &'static str {

@@ -2,7 +2,7 @@
 //! multi-head attention (self or cross, optionally causal) and the erf-GELU MLP.
 //! Parameter names follow HF's `WhisperEncoderLayer` / `WhisperDecoderLayer`.
 
-use candle_core::{Result, Tensor, D};
+use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::models::linear::Linear;
@@ -145,10 +145,4 @@ impl Mlp {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.fc2.forward(&self.fc1.forward(x)?.gelu_erf()?)
     }
-}
-
-/// Infer the FFN width from the stored fc1 weight when the config lacks it.
-pub fn ffn_dim(vb: &VarBuilder, prefix: &str) -> Result<usize> {
-    vb.get_unchecked(&format!("{prefix}.fc1.weight"))?
-        .dim(D::Minus2)
 }
