@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check that a DiVA checkpoint directory loads the way the official HF code loads it.
 
-Usage: $V tools/reference/check_diva_checkpoint.py CKPT_DIR [--expected FILE] [--atol A]
+Usage: $V tools/reference/check_diva_checkpoint.py CKPT_DIR [--expected FILE] [--atol A] [--encoder-config JSON]
 
 CKPT_DIR holds model.safetensors and config.json. The check:
   * config.json has reference_encoder and reference_decoder; each is a path (absolute, or relative
@@ -39,6 +39,9 @@ def main(argv=None):
     ap.add_argument("ckpt_dir")
     ap.add_argument("--expected")
     ap.add_argument("--atol", type=float, default=1e-5)
+    ap.add_argument("--encoder-config", help="an HF Whisper config.json to use when reference_encoder "
+                    "is a diva short name (tiny.en) or a CTranslate2 directory, e.g. "
+                    "tools/reference/configs/whisper-tiny.en.json")
     args = ap.parse_args(argv)
     problems = []
 
@@ -52,7 +55,7 @@ def main(argv=None):
         return 1
     enc_ref = resolve(cfg["reference_encoder"], args.ckpt_dir)
     dec_ref = resolve(cfg["reference_decoder"], args.ckpt_dir)
-    wcfg = WhisperConfig.from_pretrained(enc_ref)
+    wcfg = WhisperConfig.from_json_file(args.encoder_config) if args.encoder_config else WhisperConfig.from_pretrained(enc_ref)
     wcfg._attn_implementation = "eager"
     d_w = wcfg.d_model
     d_llm = None

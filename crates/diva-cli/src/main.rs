@@ -43,6 +43,13 @@ enum Command {
     /// Measure speed (writes JSON to stdout, a table to stderr).
     #[command(subcommand)]
     Bench(cmd::bench::Cmd),
+    /// Distil a connector from (audio, transcript) pairs (the DiVA recipe).
+    Train(cmd::train::Args),
+    /// Distillation metrics of a model (or the cascade) on a manifest.
+    EvalDistill(cmd::eval_distill::Args),
+    /// Build speech corpora with the installed TTS engines.
+    #[command(subcommand)]
+    Corpus(cmd::corpus::Cmd),
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,6 +63,9 @@ fn main() -> std::process::ExitCode {
         Command::Models(c) => cmd::models::run(c),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Eval(c) => cmd::eval::run(c),
+        Command::Train(a) => cmd::train::run(a),
+        Command::EvalDistill(a) => cmd::eval_distill::run(a),
+        Command::Corpus(c) => cmd::corpus::run(c),
     };
     match result {
         Ok(code) => code,

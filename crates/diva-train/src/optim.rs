@@ -67,6 +67,8 @@ pub struct AdamW {
     pub moments: Vec<(Tensor, Tensor)>,
     /// Number of steps taken.
     pub step: usize,
+    /// Per-var learning-rate multipliers (1.0 unless set).
+    pub lr_scales: Vec<f64>,
 }
 
 impl AdamW {
@@ -75,22 +77,33 @@ impl AdamW {
             .iter()
             .map(|v| Ok((v.as_tensor().zeros_like()?, v.as_tensor().zeros_like()?)))
             .collect::<Result<_>>()?;
+        let lr_scales = vec![1.0; vars.len()];
         Ok(Self {
             params,
             vars,
             moments,
             step: 0,
+            lr_scales,
         })
     }
 
     /// One update at learning rate `lr` (vars without a gradient are left alone).
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+        let g: Vec<Option<Tensor>> = self.vars.iter().map(|v| grads.get(v).cloned()).collect();
+        self.step_grads(&g, lr)
+    }
+
+    /// One update from gradients aligned with `vars` (`None`: no gradient).
+    pub fn step_grads(&mut self, grads: &[Option<Tensor>], lr: f64) -> Result<()> {
         self.step += 1;
         let p = &self.params;
         let bias1 = 1.0 - p.beta1.powi(self.step as i32);
         let bias2 = 1.0 - p.beta2.powi(self.step as i32);
-        for (var, (m, v)) in self.vars.iter().zip(self.moments.iter_mut()) {
-            let Some(g) = grads.get(var) else { continue };
+        for (i, (var, (m, v))) in self.vars.iter().zip(self.moments.iter_mut()).enumerate() {
+            let Some(g) = grads.get(i).and_then(Option::as_ref) else {
+                continue;
+            };
+            let lr = lr * self.lr_scales[i];
             *m = ((&*m * p.beta1)? + (g * (1.0 - p.beta1))?)?;
             *v = ((&*v * p.beta2)? + (g.sqr()? * (1.0 - p.beta2))?)?;
             let m_hat = (&*m / bias1)?;
@@ -101,6 +114,41 @@ impl AdamW {
         }
         Ok(())
     }
+}
+
+/// Gradients of a list of vars, summed over micro-batches.
+pub fn accumulate(acc: &mut [Option<Tensor>], grads: &GradStore, vars: &[Var]) -> Result<()> {
+    for (slot, v) in acc.iter_mut().zip(vars) {
+        if let Some(g) = grads.get(v) {
+            *slot = Some(match slot.take() {
+                Some(a) => (a + g)?,
+                None => g.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// [`clip_grad_norm`] for gradients aligned with their vars.
+pub fn clip_grads(grads: &mut [Option<Tensor>], max_norm: f64) -> Result<f64> {
+    let mut total = 0.0;
+    for g in grads.iter().flatten() {
+        total += g
+            .sqr()?
+            .sum_all()?
+            .to_dtype(candle_core::DType::F64)?
+            .to_scalar::<f64>()?;
+    }
+    let norm = total.sqrt();
+    if max_norm > 0.0 && norm > max_norm {
+        let scale = max_norm / (norm + 1e-6);
+        for g in grads.iter_mut() {
+            if let Some(t) = g.take() {
+                *g = Some((t * scale)?);
+            }
+        }
+    }
+    Ok(norm)
 }
 
 /// Scale all gradients so their global L2 norm is at most `max_norm`

@@ -24,6 +24,8 @@ pub enum Cmd {
     Frontend(FrontendArgs),
     /// LLM prompt-processing and decode tokens/s, side by side with transformers.
     Llm(LlmArgs),
+    /// One training step of a preset, timed by phase.
+    Train(super::bench_train::TrainArgs),
 }
 
 #[derive(clap::Args)]
@@ -336,5 +338,6 @@ pub fn run(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::Frontend(a) => frontend(a),
         Cmd::Llm(a) => llm_bench(a),
+        Cmd::Train(a) => super::bench_train::run(a),
     }
 }

@@ -1,7 +1,11 @@
 pub mod bench;
+pub mod bench_train;
 pub mod chat;
+pub mod corpus;
 pub mod eval;
+pub mod eval_distill;
 pub mod export;
 pub mod generate;
 pub mod models;
+pub mod train;
 pub mod transcribe;

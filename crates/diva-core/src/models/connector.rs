@@ -87,3 +87,75 @@ impl Connector {
         self.projection.forward(&h)
     }
 }
+
+impl Connector {
+    /// Every trainable tensor, named by its official checkpoint key. Note
+    /// `projection.weight` is held in torch's `[d_llm, d_whisper]` layout here;
+    /// the checkpoint stores its transpose.
+    pub fn params_mut(&mut self) -> Vec<(String, &mut Tensor)> {
+        let mut out: Vec<(String, &mut Tensor)> = vec![
+            ("query_tokens".into(), &mut self.queries),
+            ("projection.weight".into(), &mut self.projection.weight),
+        ];
+        if let Some(b) = self.projection.bias.as_mut() {
+            out.push(("projection.bias".into(), b));
+        }
+        let d = &mut self.decoder;
+        out.push((
+            "connector.embed_positions.weight".into(),
+            &mut d.embed_positions,
+        ));
+        out.push((
+            "connector.layer_norm.weight".into(),
+            &mut d.layer_norm.weight,
+        ));
+        out.push(("connector.layer_norm.bias".into(), &mut d.layer_norm.bias));
+        for (i, l) in d.layers.iter_mut().enumerate() {
+            let p = format!("connector.layers.{i}");
+            for (name, a) in [
+                ("self_attn", &mut l.self_attn),
+                ("encoder_attn", &mut l.encoder_attn),
+            ] {
+                for (proj, lin) in [
+                    ("q_proj", &mut a.q_proj),
+                    ("k_proj", &mut a.k_proj),
+                    ("v_proj", &mut a.v_proj),
+                    ("out_proj", &mut a.out_proj),
+                ] {
+                    out.push((format!("{p}.{name}.{proj}.weight"), &mut lin.weight));
+                    if let Some(b) = lin.bias.as_mut() {
+                        out.push((format!("{p}.{name}.{proj}.bias"), b));
+                    }
+                }
+            }
+            for (name, ln) in [
+                ("self_attn_layer_norm", &mut l.self_attn_layer_norm),
+                ("encoder_attn_layer_norm", &mut l.encoder_attn_layer_norm),
+                ("final_layer_norm", &mut l.final_layer_norm),
+            ] {
+                out.push((format!("{p}.{name}.weight"), &mut ln.weight));
+                out.push((format!("{p}.{name}.bias"), &mut ln.bias));
+            }
+            for (name, lin) in [("fc1", &mut l.mlp.fc1), ("fc2", &mut l.mlp.fc2)] {
+                out.push((format!("{p}.{name}.weight"), &mut lin.weight));
+                if let Some(b) = lin.bias.as_mut() {
+                    out.push((format!("{p}.{name}.bias"), b));
+                }
+            }
+        }
+        out
+    }
+
+    /// Turn every trainable tensor into a [`Var`](candle_core::Var) that the
+    /// connector now computes with (so optimizer updates are seen in place).
+    pub fn make_trainable(&mut self) -> Result<Vec<(String, candle_core::Var)>> {
+        self.params_mut()
+            .into_iter()
+            .map(|(name, t)| {
+                let v = candle_core::Var::from_tensor(t)?;
+                *t = v.as_tensor().clone();
+                Ok((name, v))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,254 @@
+//! Training configuration: named presets, a TOML file on top, CLI overrides on
+//! top of that. Every field has a preset value, so a config file only lists
+//! what it changes.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Whisper model: a fetched name (`tiny.en`), a directory or a hub id.
+    pub whisper: String,
+    /// LLM: a fetched name (`smollm2`), a `.gguf`, a directory or a hub id.
+    pub llm: String,
+    /// Number of learned queries N (virtual tokens per clip).
+    pub num_queries: usize,
+    /// Examples per optimizer step.
+    pub batch_size: usize,
+    /// Examples per forward/backward pass; `batch_size` must be a multiple
+    /// (gradient accumulation over `batch_size / micro_batch` passes).
+    pub micro_batch: usize,
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Learning-rate multiplier for the Whisper-decoder blocks (queries and
+    /// projection use `lr`). 1.0 is the official recipe.
+    pub decoder_lr_scale: f64,
+    pub weight_decay: f64,
+    /// Fraction of `steps` spent in linear warmup (official: 1%).
+    pub warmup_frac: f64,
+    /// Global gradient-norm bound; 0 disables clipping.
+    pub clip_grad_norm: f64,
+    /// Weight of the distillation L2 loss (official: 1).
+    pub distill_weight: f64,
+    /// Weight of the alignment L2 loss (official: 1).
+    pub align_weight: f64,
+    /// Weight of an optional KL(teacher ‖ student) loss on the first reply
+    /// token's logits (Ultravox-style); 0 (official) disables it.
+    pub kl_weight: f64,
+    pub kl_temperature: f64,
+    /// How the projection starts: `torch` (nn.Linear default init, official)
+    /// or `lstsq` (least squares from Whisper's token embeddings to the LLM's
+    /// over the tokens both vocabularies share).
+    pub projection_init: String,
+    pub seed: u64,
+    /// Save a checkpoint every this many steps (and at the end).
+    pub checkpoint_every: usize,
+    /// Keep this many most recent step checkpoints.
+    pub keep_last: usize,
+    /// Validate every this many steps (0: only at the end).
+    pub val_every: usize,
+    /// At most this many validation clips.
+    pub val_limit: usize,
+    /// Clips whose greedy replies are compared (reply F1); 0 skips it.
+    pub val_reply_clips: usize,
+    /// Reply length for reply F1.
+    pub max_new_tokens: usize,
+    /// Retrieval@1 pool size.
+    pub retrieval_pool: usize,
+    /// Cache Whisper encoder states (f16) on disk so later epochs skip the
+    /// frozen encoder.
+    pub cache_encoder: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self::preset("tiny").expect("the tiny preset exists")
+    }
+}
+
+pub const PRESETS: &[&str] = &["tiny", "paper"];
+
+impl TrainConfig {
+    pub fn preset(name: &str) -> Result<Self> {
+        let tiny = Self {
+            whisper: "tiny.en".into(),
+            llm: "smollm2".into(),
+            num_queries: 64,
+            batch_size: 8,
+            micro_batch: 8,
+            steps: 1000,
+            lr: 2e-4,
+            decoder_lr_scale: 1.0,
+            weight_decay: 0.1,
+            warmup_frac: 0.01,
+            clip_grad_norm: 1.0,
+            distill_weight: 1.0,
+            align_weight: 1.0,
+            kl_weight: 0.0,
+            kl_temperature: 2.0,
+            projection_init: "torch".into(),
+            seed: 0,
+            checkpoint_every: 100,
+            keep_last: 3,
+            val_every: 100,
+            val_limit: 100,
+            val_reply_clips: 20,
+            max_new_tokens: 32,
+            retrieval_pool: 100,
+            cache_encoder: true,
+        };
+        match name {
+            "tiny" => Ok(tiny),
+            // The official recipe (paper §3, official trainer).
+            "paper" => Ok(Self {
+                whisper: "openai/whisper-large-v3".into(),
+                llm: "meta-llama/Meta-Llama-3-8B-Instruct".into(),
+                num_queries: 448,
+                batch_size: 512,
+                micro_batch: 8,
+                steps: 4300,
+                lr: 5e-5,
+                checkpoint_every: 500,
+                val_every: 500,
+                ..tiny
+            }),
+            other => bail!(
+                "unknown preset `{other}`: choose one of {}",
+                PRESETS.join(", ")
+            ),
+        }
+    }
+
+    /// A preset with a TOML file's fields on top.
+    pub fn load(preset: &str, file: Option<&Path>) -> Result<Self> {
+        let base = Self::preset(preset)?;
+        let Some(file) = file else {
+            return Ok(base);
+        };
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read config {}", file.display()))?;
+        let overlay: toml::Table = text
+            .parse()
+            .with_context(|| format!("{} is not valid TOML", file.display()))?;
+        let mut merged = toml::Table::try_from(&base)?;
+        merged.extend(overlay);
+        let cfg: Self = merged
+            .try_into()
+            .with_context(|| format!("bad config {}", file.display()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let fail = |m: String| Err(anyhow::anyhow!("bad training config: {m}"));
+        if self.num_queries == 0 {
+            return fail("num_queries must be at least 1".into());
+        }
+        if self.micro_batch == 0
+            || self.batch_size == 0
+            || !self.batch_size.is_multiple_of(self.micro_batch)
+        {
+            return fail(format!(
+                "batch_size ({}) must be a positive multiple of micro_batch ({})",
+                self.batch_size, self.micro_batch
+            ));
+        }
+        if self.steps == 0 {
+            return fail("steps must be at least 1".into());
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return fail(format!("lr must be positive, got {}", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.warmup_frac) {
+            return fail(format!(
+                "warmup_frac must be in [0, 1), got {}",
+                self.warmup_frac
+            ));
+        }
+        if self.distill_weight < 0.0 || self.align_weight < 0.0 || self.kl_weight < 0.0 {
+            return fail("loss weights must be non-negative".into());
+        }
+        if self.distill_weight + self.align_weight + self.kl_weight == 0.0 {
+            return fail("at least one loss weight must be positive".into());
+        }
+        if self.kl_weight > 0.0 && self.kl_temperature <= 0.0 {
+            return fail("kl_temperature must be positive".into());
+        }
+        if !matches!(self.projection_init.as_str(), "torch" | "lstsq") {
+            return fail(format!(
+                "projection_init must be `torch` or `lstsq`, got `{}`",
+                self.projection_init
+            ));
+        }
+        if self.checkpoint_every == 0 || self.keep_last == 0 {
+            return fail("checkpoint_every and keep_last must be at least 1".into());
+        }
+        if self.retrieval_pool < 2 {
+            return fail("retrieval_pool must be at least 2".into());
+        }
+        Ok(())
+    }
+
+    pub fn warmup_steps(&self) -> usize {
+        ((self.steps as f64 * self.warmup_frac).round() as usize).max(1)
+    }
+
+    pub fn accumulation(&self) -> usize {
+        self.batch_size / self.micro_batch
+    }
+
+    /// Fields that must not change when a run resumes (they change what the
+    /// weights or the data order mean).
+    pub fn resume_mismatch(&self, saved: &TrainConfig) -> Option<String> {
+        let pairs = [
+            ("whisper", self.whisper != saved.whisper),
+            ("llm", self.llm != saved.llm),
+            ("num_queries", self.num_queries != saved.num_queries),
+            ("batch_size", self.batch_size != saved.batch_size),
+            ("seed", self.seed != saved.seed),
+            ("steps", self.steps != saved.steps),
+        ];
+        let bad: Vec<&str> = pairs.iter().filter(|(_, d)| *d).map(|(n, _)| *n).collect();
+        (!bad.is_empty()).then(|| bad.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paper_preset_is_the_official_recipe() {
+        let p = TrainConfig::preset("paper").unwrap();
+        assert_eq!(
+            (p.num_queries, p.batch_size, p.steps, p.lr, p.weight_decay),
+            (448, 512, 4300, 5e-5, 0.1)
+        );
+        assert_eq!(p.warmup_steps(), 43);
+        assert_eq!(
+            (p.distill_weight, p.align_weight, p.kl_weight),
+            (1.0, 1.0, 0.0)
+        );
+        assert!(TrainConfig::preset("huge").is_err());
+    }
+
+    #[test]
+    fn toml_overrides_a_preset_and_typos_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "num_queries = 32\nlr = 1e-3\n").unwrap();
+        let c = TrainConfig::load("tiny", Some(&f)).unwrap();
+        assert_eq!((c.num_queries, c.lr, c.llm.as_str()), (32, 1e-3, "smollm2"));
+        std::fs::write(&f, "num_querys = 32\n").unwrap();
+        let e = format!("{:#}", TrainConfig::load("tiny", Some(&f)).unwrap_err());
+        assert!(e.contains("num_querys"), "{e}");
+        std::fs::write(&f, "batch_size = 6\nmicro_batch = 4\n").unwrap();
+        let e = format!("{:#}", TrainConfig::load("tiny", Some(&f)).unwrap_err());
+        assert!(e.contains("multiple of micro_batch"), "{e}");
+    }
+}

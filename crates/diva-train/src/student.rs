@@ -1,0 +1,218 @@
+//! The student's side of a training step: encoder states → connector →
+//! virtual tokens inside the prompt → frozen LLM → the losses against the
+//! cached teacher targets.
+//!
+//! Every example in a batch has the same student length (prefix + N + suffix),
+//! so the student's "last position" needs no mask. The teacher side was
+//! computed per transcript without padding (see `teacher_cache`), which is
+//! what the official right-padded batch computes at each last real position;
+//! `tests/trainer_loss.rs` checks this against the padded batch loss.
+
+use candle_core::{IndexOp, Result, Tensor, D};
+use diva_core::models::connector::Connector;
+use diva_core::models::diva::PromptSplit;
+use diva_core::models::exec::compute_dtype;
+use diva_core::models::llm::{KvCache, Llm};
+use diva_core::models::Exec;
+
+use crate::losses::{align_loss, distill_loss};
+
+/// The constant parts of every student prompt, embedded once. The prefix's
+/// keys and values are also computed once: causal attention means they do
+/// not depend on what follows, and the prefix (SmolLM2's default system
+/// prompt is 25 tokens) is a large share of a short student sequence.
+pub struct PromptEmbeds {
+    /// `[1, P, d]`
+    pub prefix: Tensor,
+    /// `[1, S, d]`
+    pub suffix: Tensor,
+    /// The LLM's cache after the prefix (batch 1), if precomputed.
+    pub prefix_kv: Option<KvCache>,
+}
+
+impl PromptEmbeds {
+    pub fn new(llm: &Llm, split: &PromptSplit) -> Result<Self> {
+        Self::from_ids(llm, &split.prefix, &split.suffix, true)
+    }
+
+    pub fn from_ids(llm: &Llm, prefix: &[u32], suffix: &[u32], cache_prefix: bool) -> Result<Self> {
+        let ids = |v: &[u32]| Tensor::new(v, &llm.device)?.unsqueeze(0);
+        let prefix = llm.embed(&ids(prefix)?)?;
+        let prefix_kv = if cache_prefix && prefix.dim(1)? > 0 {
+            let mut cache = llm.new_cache();
+            llm.forward_embeds(&prefix, None, Some(&mut cache), Exec::Fused)?;
+            Some(cache)
+        } else {
+            None
+        };
+        Ok(Self {
+            prefix,
+            suffix: llm.embed(&ids(suffix)?)?,
+            prefix_kv,
+        })
+    }
+
+    /// The prefix cache repeated for a batch of `b`.
+    fn batch_cache(&self, b: usize) -> Result<Option<KvCache>> {
+        let Some(c) = &self.prefix_kv else {
+            return Ok(None);
+        };
+        let expand = |t: &Tensor| -> Result<Tensor> {
+            let (_, h, p, d) = t.dims4()?;
+            t.broadcast_as((b, h, p, d))?.contiguous()
+        };
+        let layers = c
+            .layers
+            .iter()
+            .map(|l| match l {
+                Some((k, v)) => Ok(Some((expand(k)?, expand(v)?))),
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(KvCache { layers }))
+    }
+}
+
+/// What the student computes for a batch.
+pub struct StudentOutput {
+    /// `[b, N, d_llm]`
+    pub virtual_tokens: Tensor,
+    /// Final-norm hidden state at the last prompt position, `[b, d_llm]`.
+    pub last_hidden: Tensor,
+}
+
+/// Encoder states `[b, frames, d_whisper]` → the student's outputs.
+pub fn forward(
+    connector: &Connector,
+    llm: &Llm,
+    prompt: &PromptEmbeds,
+    states: &Tensor,
+    exec: Exec,
+) -> Result<StudentOutput> {
+    let virtual_tokens = connector.forward(states, exec)?;
+    let last_hidden = llm_last_hidden(llm, prompt, &virtual_tokens, exec)?;
+    Ok(StudentOutput {
+        virtual_tokens,
+        last_hidden,
+    })
+}
+
+/// Virtual tokens `[b, N, d]` inside the prompt → the LLM's final hidden
+/// state at the last position `[b, d]`.
+pub fn llm_last_hidden(
+    llm: &Llm,
+    prompt: &PromptEmbeds,
+    virtual_tokens: &Tensor,
+    exec: Exec,
+) -> Result<Tensor> {
+    let (b, _, d) = virtual_tokens.dims3()?;
+    let expand = |t: &Tensor| t.broadcast_as((b, t.dim(1)?, d))?.contiguous();
+    let virt = virtual_tokens.to_dtype(llm.dtype)?;
+    let hidden = match prompt.batch_cache(b)? {
+        Some(mut cache) => {
+            let input = Tensor::cat(&[&virt, &expand(&prompt.suffix)?], 1)?;
+            llm.forward_embeds(&input, None, Some(&mut cache), exec)?
+        }
+        None => {
+            let input = Tensor::cat(
+                &[&expand(&prompt.prefix)?, &virt, &expand(&prompt.suffix)?],
+                1,
+            )?;
+            llm.forward_embeds(&input, None, None, exec)?
+        }
+    };
+    hidden.i((.., hidden.dim(1)? - 1))
+}
+
+/// How the losses combine.
+#[derive(Debug, Clone, Copy)]
+pub struct LossWeights {
+    pub distill: f64,
+    pub align: f64,
+    pub kl: f64,
+    pub kl_temperature: f64,
+}
+
+impl Default for LossWeights {
+    /// The official sum.
+    fn default() -> Self {
+        Self {
+            distill: 1.0,
+            align: 1.0,
+            kl: 0.0,
+            kl_temperature: 1.0,
+        }
+    }
+}
+
+/// Per-example losses (`[b]`) and the weighted batch mean that is optimised.
+pub struct Losses {
+    pub total: Tensor,
+    pub distill: Tensor,
+    pub align: Tensor,
+    /// Present when the KL weight is positive.
+    pub kl: Option<Tensor>,
+}
+
+/// The losses of a batch: `teacher` `[b, d]` are the teacher's last-position
+/// states, `transcripts[i]` `[T_i, d]` the transcript token embeddings.
+pub fn losses(
+    llm: &Llm,
+    out: &StudentOutput,
+    teacher: &Tensor,
+    transcripts: &[Tensor],
+    w: LossWeights,
+) -> Result<Losses> {
+    let b = out.last_hidden.dim(0)?;
+    if transcripts.len() != b || teacher.dim(0)? != b {
+        candle_core::bail!(
+            "batch of {b} students, {} teacher targets, {} transcripts",
+            teacher.dim(0)?,
+            transcripts.len()
+        );
+    }
+    // Losses in f32 for half-precision models, f64 stays f64 (gradient checks).
+    let work = compute_dtype(out.last_hidden.dtype());
+    let student = out.last_hidden.to_dtype(work)?;
+    let teacher = teacher.to_dtype(work)?;
+    let distill = distill_loss(&student, &teacher)?;
+    let align = transcripts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            align_loss(
+                &out.virtual_tokens.i(i)?.to_dtype(work)?,
+                &t.to_dtype(work)?,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let align = Tensor::stack(&align, 0)?;
+    let mut total = ((&distill * w.distill)? + (&align * w.align)?)?;
+    let kl = if w.kl > 0.0 {
+        let k = first_token_kl(llm, &student, &teacher, w.kl_temperature)?;
+        total = (total + (&k * w.kl)?)?;
+        Some(k)
+    } else {
+        None
+    };
+    Ok(Losses {
+        total: total.mean_all()?,
+        distill,
+        align,
+        kl,
+    })
+}
+
+/// KL(teacher ‖ student) of the first reply token's distribution at
+/// temperature τ, scaled by τ² (Hinton; Ultravox uses τ = 2). `[b]`.
+pub fn first_token_kl(llm: &Llm, student: &Tensor, teacher: &Tensor, tau: f64) -> Result<Tensor> {
+    let log_softmax = |x: &Tensor| -> Result<Tensor> {
+        let max = x.max_keepdim(D::Minus1)?.detach();
+        let shifted = x.broadcast_sub(&max)?;
+        shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(D::Minus1)?.log()?)
+    };
+    let ls = log_softmax(&(llm.logits(&student.to_dtype(llm.dtype)?)? / tau)?)?;
+    let lt = log_softmax(&(llm.logits(&teacher.to_dtype(llm.dtype)?)? / tau)?)?.detach();
+    let kl = (lt.exp()? * (&lt - &ls)?)?.sum(D::Minus1)?;
+    kl * (tau * tau)
+}
