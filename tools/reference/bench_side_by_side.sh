@@ -133,23 +133,23 @@ def load(n):
     except OSError:
         return None
 
-# (name, diva, torch, higher_is_better)
+# (key, label, diva, torch, higher_is_better)
 rows = [
-    ("train samples/s (cached encoder)", dt.get("samples_per_s_cached_encoder"), tt.get("samples_per_s_cached_encoder"), True),
-    ("train samples/s (encoder every step)", dt.get("samples_per_s"), tt.get("samples_per_s"), True),
+    ("train_samples_per_s_cached_encoder", "train samples/s (cached encoder)",
+     dt.get("samples_per_s_cached_encoder"), tt.get("samples_per_s_cached_encoder"), True),
+    ("train_samples_per_s", "train samples/s (encoder every step)", dt.get("samples_per_s"), tt.get("samples_per_s"), True),
 ]
 for p in ("encoder", "connector_fwd", "llm_fwd", "backward", "optimizer"):
-    rows.append((f"  train {p} ms", dt.get(f"{p}_ms"), tt.get(f"{p}_ms"), False))
+    rows.append((f"train_{p}_ms", f"  train {p} ms", dt.get(f"{p}_ms"), tt.get(f"{p}_ms"), False))
 rows += [
-    ("TTFT ms (5 s clip)", find(dc, "ttft_ms_5s"), tc.get("ttft_ms_5s"), False),
-    ("TTFT ms (30 s clip)", find(dc, "ttft_ms_30s", "ttft_ms"), tc.get("ttft_ms_30s"), False),
-    ("decode tok/s", find(dc, "decode_tok_s", "decode_tokens_per_s", "tok_s"), tc.get("decode_tok_s"), True),
+    ("ttft_ms_5s", "TTFT ms (5 s clip)", find(dc, "ttft_ms_5s"), tc.get("ttft_ms_5s"), False),
+    ("ttft_ms_30s", "TTFT ms (30 s clip)", find(dc, "ttft_ms_30s", "ttft_ms"), tc.get("ttft_ms_30s"), False),
+    ("decode_tok_s", "decode tok/s", find(dc, "decode_tok_s", "decode_tokens_per_s", "tok_s"), tc.get("decode_tok_s"), True),
 ]
 ratios, table = {}, []
-for name, a, b, hib in rows:
+for key, name, a, b, hib in rows:
     r = a / b if a is not None and b else None
-    adv = (r if hib else (1 / r if r else None)) if r else None
-    key = name.strip().replace(" ", "_").replace("/", "_per_").replace("(", "").replace(")", "").replace(".", "")
+    adv = (r if hib else 1 / r) if r else None
     ratios[key] = {"diva": a, "torch": b, "diva_over_torch": r, "diva_speedup": adv}
     table.append((name, a, b, r, adv))
 
@@ -158,7 +158,7 @@ print(f"diva vs torch ({tj['device']}, torch {tj['dtype']}, threads {tj['threads
       f"batch {tj['batch']}, N {tj['num_queries']}, LLM sequence diva {dt.get('llm_sequence')} / torch {tj['llm_sequence']}")
 print(f"{'metric':<38}{'diva':>11}{'torch':>11}{'diva/torch':>12}{'diva speedup':>14}")
 for name, a, b, r, adv in table:
-    print(f"{name:<38}{f(a, 11, 2)}{f(b, 11, 2)}{f(r, 12, 3)}{f(adv, 14, 2)}x")
+    print(f"{name:<38}{f(a, 11, 2)}{f(b, 11, 2)}{f(r, 12, 3)}{f(adv, 13, 2)}" + ("x" if adv else ""))
 print("(diva speedup = diva/torch for rates, torch/diva for times; >1 means diva is faster)")
 if chat_note:
     print("note:", chat_note)

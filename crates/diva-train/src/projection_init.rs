@@ -97,7 +97,17 @@ pub fn least_squares(connector: &mut Connector, frozen: &Frozen) -> Result<usize
         .to_device(&Device::Cpu)?;
     let wid = Tensor::new(pairs.iter().map(|p| p.0).collect::<Vec<_>>(), &Device::Cpu)?;
     let lid = Tensor::new(pairs.iter().map(|p| p.1).collect::<Vec<_>>(), &Device::Cpu)?;
-    let x = table.index_select(&wid, 0)?;
+    // The connector's outputs come out of the decoder's final LayerNorm, so
+    // fit from the normalised embeddings: same scale as what the projection
+    // will actually see.
+    let ln = &connector.decoder.layer_norm;
+    let x = diva_core::models::exec::layer_norm(
+        &table.index_select(&wid, 0)?,
+        &ln.weight.to_dtype(DType::F64)?.to_device(&Device::Cpu)?,
+        &ln.bias.to_dtype(DType::F64)?.to_device(&Device::Cpu)?,
+        1e-5,
+        diva_core::models::Exec::Autograd,
+    )?;
     let y = llm_table.index_select(&lid, 0)?;
     let (xm, ym) = (x.mean_keepdim(0)?, y.mean_keepdim(0)?);
     let (xc, yc) = (x.broadcast_sub(&xm)?, y.broadcast_sub(&ym)?);
