@@ -214,6 +214,9 @@ pub fn prepare(
         }
         if !cached {
             bar.inc(1);
+            if bar.is_hidden() && bar.position().is_multiple_of(100) {
+                tracing::info!("{label}: encoded {}/{todo} clips", bar.position());
+            }
         }
     }
     bar.finish_and_clear();

@@ -359,6 +359,15 @@ pub fn train(opts: TrainOptions) -> Result<TrainSummary> {
             align_sum / a
         ));
         bar.inc(1);
+        if bar.is_hidden() && (step % 10 == 0 || step == start + 1) {
+            // No terminal for the bar (nohup, CI): a log line instead.
+            tracing::info!(
+                "step {step}/{}: loss {loss:.3} (distill {:.3}, align {:.3}) lr {lr:.2e} {sps:.2} samples/s",
+                cfg.steps,
+                distill_sum / a,
+                align_sum / a
+            );
+        }
 
         let stop = opts.stop.load(Ordering::SeqCst);
         if step % cfg.checkpoint_every == 0 || step == cfg.steps || stop {

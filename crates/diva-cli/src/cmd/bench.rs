@@ -26,6 +26,8 @@ pub enum Cmd {
     Llm(LlmArgs),
     /// One training step of a preset, timed by phase.
     Train(super::bench_train::TrainArgs),
+    /// Spoken-chat latency: time to first token (5 s, 30 s clips), decode tok/s.
+    Chat(super::bench_chat::ChatArgs),
 }
 
 #[derive(clap::Args)]
@@ -339,5 +341,6 @@ pub fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Frontend(a) => frontend(a),
         Cmd::Llm(a) => llm_bench(a),
         Cmd::Train(a) => super::bench_train::run(a),
+        Cmd::Chat(a) => super::bench_chat::run(a),
     }
 }

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use diva_core::audio::{self, MelFilters};
 use diva_core::models::connector::Connector;
 use diva_core::models::Exec;
@@ -30,6 +30,9 @@ pub struct TrainArgs {
     transcript_tokens: usize,
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// Where to run: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 fn chirp(seconds: f32, f0: f32) -> Vec<f32> {
@@ -48,7 +51,7 @@ pub fn run(a: TrainArgs) -> Result<std::process::ExitCode> {
         cfg.num_queries = n;
     }
     let b = a.batch.unwrap_or(cfg.micro_batch);
-    let device = Device::Cpu;
+    let device = diva_core::device::parse_device(&a.device)?;
     let frozen = Frozen::load(&cfg.whisper, &cfg.llm, &device)?;
     let encoder = frozen.whisper.encoder(DType::F32, &device)?;
     let filters = MelFilters::new(frozen.whisper.config.num_mel_bins);

@@ -1,7 +1,9 @@
 pub mod bench;
+pub mod bench_chat;
 pub mod bench_train;
 pub mod chat;
 pub mod corpus;
+pub mod data;
 pub mod eval;
 pub mod eval_distill;
 pub mod export;

@@ -51,6 +51,8 @@ pub enum SkipReason {
     MissingTranscript(PathBuf),
     /// The transcript is empty (after cleaning).
     EmptyTranscript,
+    /// Embedded audio (a parquet row's `audio.bytes`) is null or empty.
+    EmptyAudio,
 }
 
 impl fmt::Display for SkipReason {
@@ -62,6 +64,7 @@ impl fmt::Display for SkipReason {
                 write!(f, "missing transcript file {}", p.display())
             }
             SkipReason::EmptyTranscript => write!(f, "empty transcript"),
+            SkipReason::EmptyAudio => write!(f, "no audio data (null or empty bytes)"),
         }
     }
 }

@@ -2,4 +2,5 @@
 //! none of these carry a gradient (training uses `Exec::Autograd` ops).
 
 pub mod fast_exp;
+pub mod gelu;
 pub mod softmax;

@@ -54,7 +54,7 @@ impl DecoderLayer {
         let h = self.encoder_attn_layer_norm.forward(&x, exec)?;
         let x = (&x + self.encoder_attn.attend(&h, cross, None, exec)?)?;
         let h = self.final_layer_norm.forward(&x, exec)?;
-        Ok(((&x + self.mlp.forward(&h)?)?, kv))
+        Ok(((&x + self.mlp.forward(&h, exec)?)?, kv))
     }
 }
 

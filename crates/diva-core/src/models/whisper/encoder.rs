@@ -33,7 +33,7 @@ impl EncoderLayer {
         let kv = self.self_attn.key_value(&h)?;
         let x = (x + self.self_attn.attend(&h, &kv, None, exec)?)?;
         let h = self.final_layer_norm.forward(&x, exec)?;
-        &x + self.mlp.forward(&h)?
+        &x + self.mlp.forward(&h, exec)?
     }
 }
 

@@ -142,7 +142,12 @@ impl Mlp {
             fc2: linear(vb.pp("fc2"), ffn, d, true)?,
         })
     }
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(x)?.gelu_erf()?)
+    pub fn forward(&self, x: &Tensor, exec: Exec) -> Result<Tensor> {
+        let h = self.fc1.forward(x)?;
+        let h = match exec {
+            Exec::Fused => crate::models::kernels::gelu::gelu_erf(&h)?,
+            Exec::Autograd => h.gelu_erf()?,
+        };
+        self.fc2.forward(&h)
     }
 }

@@ -1,0 +1,145 @@
+//! `diva bench chat`: what a user of `diva chat` waits for — time to first
+//! token for a 5 s and a 30 s clip (log-mel → encoder → connector → prefill
+//! → first token), greedy decode tokens/s over a fixed number of tokens
+//! (end-of-turn ignored, like the PyTorch reference loop), the encoder's
+//! real-time factor, and peak memory. Inference weights as `diva chat` loads
+//! them (GGUF kept quantized where candle has fast kernels).
+
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::{DType, Device, IndexOp, Tensor};
+use diva_core::audio::{self, MelFilters};
+use diva_core::models::connector::Connector;
+use diva_core::models::diva::PromptSplit;
+use diva_core::models::llm::{load_llm, WeightMode};
+use diva_core::models::whisper::WhisperWeights;
+use diva_core::models::Exec;
+use diva_core::weights::cache;
+use diva_train::config::TrainConfig;
+use serde_json::json;
+
+#[derive(clap::Args)]
+pub struct ChatArgs {
+    #[arg(long, default_value = "tiny")]
+    preset: String,
+    /// Query count (default: the preset's).
+    #[arg(long)]
+    num_queries: Option<usize>,
+    #[arg(long, default_value_t = 64)]
+    gen_tokens: usize,
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+}
+
+fn chirp(seconds: f32) -> Vec<f32> {
+    let n = (seconds * 16_000.0) as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f32 / 16_000.0;
+            0.3 * (2.0 * std::f32::consts::PI * (300.0 + 100.0 * (t % 3.0)) * t).sin()
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Peak resident memory of this process (Linux), in MiB.
+pub fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+pub fn run(a: ChatArgs) -> Result<std::process::ExitCode> {
+    let cfg = TrainConfig::preset(&a.preset)?;
+    let n = a.num_queries.unwrap_or(cfg.num_queries);
+    let device = Device::Cpu;
+    let whisper = WhisperWeights::load_dir(&cache::resolve_whisper(&cfg.whisper)?)?;
+    let llm_path = cache::resolve_llm(&cfg.llm)?;
+    let llm = load_llm(&llm_path, WeightMode::Quantized, &device)?;
+    let tokenizer = diva_train::setup::load_tokenizer(&llm_path)?;
+    let split = PromptSplit::from_template(&tokenizer, None)?;
+    let encoder = whisper.encoder(DType::F32, &device)?;
+    let connector = Connector::init(&whisper, n, llm.hidden_size(), 0, DType::F32, &device)?;
+    let filters = MelFilters::new(whisper.config.num_mel_bins);
+
+    let mut report = json!({ "preset": a.preset, "num_queries": n, "gen_tokens": a.gen_tokens });
+    let mut encoder_ms = Vec::new();
+    let mut decode_rates = Vec::new();
+    eprintln!("chat, preset {} (N={n}), median of {}:", a.preset, a.repeat);
+    for seconds in [5.0f32, 30.0] {
+        let pcm = chirp(seconds);
+        let mut ttft = Vec::new();
+        let mut parts = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+        for rep in 0..=a.repeat {
+            let t0 = Instant::now();
+            let mel = audio::log_mel(&pcm, &filters);
+            let mel = Tensor::from_vec(mel, (1, filters.n_mels(), audio::N_FRAMES), &device)?;
+            let t1 = Instant::now();
+            let states = encoder.forward(&mel)?;
+            let t2 = Instant::now();
+            let virt = connector.forward(&states, Exec::Fused)?;
+            let t3 = Instant::now();
+            let prompt = split.assemble(&llm, &virt)?;
+            let mut kv = llm.new_cache();
+            let h = llm.forward_embeds(&prompt, None, Some(&mut kv), Exec::Fused)?;
+            let logits = llm.logits(&h.i((.., h.dim(1)? - 1..))?)?;
+            let mut next = logits.flatten_all()?.argmax(0)?.to_scalar::<u32>()?;
+            let t4 = Instant::now();
+            // Greedy decode of a fixed length (no early stop), one token per step.
+            for _ in 1..a.gen_tokens {
+                let x = llm.embed(&Tensor::new(&[[next]], &device)?)?;
+                let h = llm.forward_embeds(&x, None, Some(&mut kv), Exec::Fused)?;
+                next = llm
+                    .logits(&h)?
+                    .flatten_all()?
+                    .argmax(0)?
+                    .to_scalar::<u32>()?;
+            }
+            let t5 = Instant::now();
+            if rep == 0 {
+                continue; // warm-up
+            }
+            ttft.push((t4 - t0).as_secs_f64());
+            for (i, d) in [t1 - t0, t2 - t1, t3 - t2, t4 - t3].iter().enumerate() {
+                parts[i].push(d.as_secs_f64());
+            }
+            encoder_ms.push((t2 - t1).as_secs_f64() * 1e3);
+            decode_rates.push((a.gen_tokens - 1) as f64 / (t5 - t4).as_secs_f64());
+        }
+        let key = format!("{}s", seconds as u32);
+        let ms = |v: &Vec<f64>| median(v.clone()) * 1e3;
+        eprintln!(
+            "  {seconds:>4} s clip: time to first token {:>7.1} ms (mel {:.1}, encoder {:.1}, connector {:.1}, prefill+first token {:.1})",
+            median(ttft.clone()) * 1e3,
+            ms(&parts[0]),
+            ms(&parts[1]),
+            ms(&parts[2]),
+            ms(&parts[3])
+        );
+        report[format!("ttft_ms_{key}")] = json!(median(ttft) * 1e3);
+        report[format!("mel_ms_{key}")] = json!(ms(&parts[0]));
+        report[format!("encoder_ms_{key}")] = json!(ms(&parts[1]));
+        report[format!("connector_ms_{key}")] = json!(ms(&parts[2]));
+        report[format!("prefill_ms_{key}")] = json!(ms(&parts[3]));
+    }
+    let enc = median(encoder_ms);
+    let decode = median(decode_rates);
+    // The encoder always runs one 30 s window.
+    report["encoder_rtf"] = json!(enc / 30_000.0);
+    report["decode_tok_s"] = json!(decode);
+    report["peak_rss_mib"] = json!(peak_rss_mib());
+    eprintln!(
+        "  decode {decode:.1} tok/s (greedy, {} tokens); encoder real-time factor {:.4}; peak RSS {:.0} MiB",
+        a.gen_tokens,
+        enc / 30_000.0,
+        peak_rss_mib().unwrap_or(f64::NAN)
+    );
+    println!("{report}");
+    Ok(std::process::ExitCode::SUCCESS)
+}
