@@ -37,6 +37,7 @@ fn audio_in_streamed_text_out_and_untrained_is_said_loudly() {
         "chat",
         "--audio",
         &clip(QUESTION),
+        "--untrained",
         "--queries",
         "32",
         "--max-tokens",
@@ -81,6 +82,7 @@ fn json_with_teacher_reports_all_fields() {
         "chat",
         "--json",
         "--show-teacher",
+        "--untrained",
         "--queries",
         "16",
         "--max-tokens",
@@ -107,7 +109,14 @@ fn bad_audio_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("broken.mp3");
     std::fs::write(&f, b"ID3 not really an mp3").unwrap();
-    let (ok, _, err) = diva(&["chat", "--audio", f.to_str().unwrap(), "--queries", "8"]);
+    let (ok, _, err) = diva(&[
+        "chat",
+        "--audio",
+        f.to_str().unwrap(),
+        "--untrained",
+        "--queries",
+        "8",
+    ]);
     assert!(!ok);
     assert!(
         err.contains("broken.mp3") && !err.contains("panicked"),
@@ -187,6 +196,7 @@ fn multi_turn_mixes_audio_and_text_with_the_cache_reused() {
     let (ok, out, err) = diva(&[
         "chat",
         "--json",
+        "--untrained",
         "--queries",
         "32",
         "--max-tokens",

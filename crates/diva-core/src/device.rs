@@ -101,7 +101,10 @@ fn open_cuda(ordinal: usize) -> Result<Device> {
                 )))
             }
         }
-        Err(panic) if panic.contains("\"cuda\" shared library") => Err(no_gpu(&panic)),
+        // cudarc's message goes on to list every file name it tried.
+        Err(panic) if panic.contains("\"cuda\" shared library") => {
+            Err(no_gpu(panic.split(" - searched").next().unwrap_or(&panic)))
+        }
         Err(panic) => Err(Error::Config(format!(
             "CUDA was requested (--device cuda:{ordinal}) but CUDA could not be initialised: \
              {panic}; put the CUDA 13 libraries (libcublas, libcublasLt, libcurand) on \

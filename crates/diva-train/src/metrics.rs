@@ -45,6 +45,26 @@ pub fn retrieval_at_1(student: &[Vec<f32>], teacher: &[Vec<f32>], pool: usize) -
     (hits as f64 / scored.max(1) as f64, scored)
 }
 
+/// Mean L2 distance from each student state to the *other* clips' teacher
+/// states in its pool: the distillation loss a content-free student would
+/// have. The own-clip distance must fall below it for retrieval to work.
+pub fn mismatched_distance(student: &[Vec<f32>], teacher: &[Vec<f32>], pool: usize) -> f64 {
+    let pool = pool.max(2);
+    let (mut sum, mut n) = (0.0, 0usize);
+    for start in (0..student.len()).step_by(pool) {
+        let end = (start + pool).min(student.len());
+        for (i, s) in student.iter().enumerate().take(end).skip(start) {
+            for (j, t) in teacher.iter().enumerate().take(end).skip(start) {
+                if i != j {
+                    sum += dist2(s, t).sqrt();
+                    n += 1;
+                }
+            }
+        }
+    }
+    sum / n.max(1) as f64
+}
+
 /// The share of clips whose student first token equals the teacher's, and the
 /// share of the teacher's most common first token (the score of a student
 /// that always says it).

@@ -41,6 +41,8 @@ pub struct ValReport {
     pub clips: usize,
     /// Mean distillation L2 loss.
     pub distill: f64,
+    /// Mean L2 distance to other clips' teacher states (same pools).
+    pub distill_mismatched: f64,
     /// Mean alignment L2 loss (connector only).
     pub align: Option<f64>,
     pub retrieval_at_1: f64,
@@ -58,8 +60,9 @@ pub struct ValReport {
 impl ValReport {
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "distill {:.3}{} | retrieval@1 {:.3} (chance {:.3}) | first token {:.3} (majority {:.3})",
+            "distill {:.3} (mismatched {:.3}){} | retrieval@1 {:.3} (chance {:.3}) | first token {:.3} (majority {:.3})",
             self.distill,
+            self.distill_mismatched,
             self.align.map(|a| format!(" align {a:.3}")).unwrap_or_default(),
             self.retrieval_at_1,
             self.retrieval_chance,
@@ -287,6 +290,7 @@ pub fn evaluate(
     Ok(ValReport {
         clips: n,
         distill: distill_sum / n as f64,
+        distill_mismatched: metrics::mismatched_distance(&student_last, &teacher_last, opts.pool),
         align: matches!(student, Student::Connector(_)).then_some(align_sum / n as f64),
         retrieval_at_1: retrieval,
         retrieval_chance: chance,

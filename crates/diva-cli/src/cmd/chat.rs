@@ -28,7 +28,8 @@ pub struct Args {
     /// The spoken input (any supported audio format; the first 30 s are used).
     #[arg(long)]
     audio: PathBuf,
-    /// A DiVA checkpoint directory (official layout). Default: tiny.en +
+    /// A DiVA checkpoint directory (official layout). Default: the shipped
+    /// model (`models/diva-tiny`, or $DIVA_MODEL); without one, tiny.en +
     /// SmolLM2 with an UNTRAINED connector.
     #[arg(long)]
     model: Option<PathBuf>,
@@ -45,9 +46,16 @@ pub struct Args {
     /// or text. The KV cache carries over, so earlier turns are not recomputed.
     #[arg(long = "then")]
     then: Vec<String>,
-    /// Queries of the default untrained connector.
+    /// Use a freshly initialised (untrained) connector even when a trained
+    /// default model is available.
+    #[arg(long, conflicts_with = "model")]
+    untrained: bool,
+    /// Queries of the untrained connector.
     #[arg(long, default_value_t = 448)]
     queries: usize,
+    /// Print time to first token and decode speed after each reply.
+    #[arg(long)]
+    timings: bool,
     /// One JSON object instead of streamed text.
     #[arg(long)]
     json: bool,
@@ -70,7 +78,25 @@ fn resolve_ref(dir: &Path, r: &str, llm: bool) -> Result<PathBuf> {
     })
 }
 
-fn load(a: &Args) -> Result<Parts> {
+/// The default model: `$DIVA_MODEL`, else the one shipped in this source tree.
+pub fn default_model() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("DIVA_MODEL").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/diva-tiny");
+    shipped
+        .join("model.safetensors")
+        .is_file()
+        .then_some(shipped)
+}
+
+fn load(a: &mut Args) -> Result<Parts> {
+    if a.model.is_none() && !a.cascade && !a.untrained {
+        a.model = default_model();
+        if let Some(m) = &a.model {
+            tracing::info!("model: {}", m.display());
+        }
+    }
     let (whisper_dir, llm_path) = match &a.model {
         Some(dir) => {
             let cfg = DivaConfig::read(dir)?;
@@ -148,14 +174,15 @@ fn reply(
     Ok(out)
 }
 
-pub fn run(a: Args) -> Result<ExitCode> {
+pub fn run(mut a: Args) -> Result<ExitCode> {
     let t_load = Instant::now();
-    let parts = load(&a)?;
+    let parts = load(&mut a)?;
     let split = PromptSplit::from_template(&parts.tokenizer, a.prompt.as_deref())?;
     tracing::info!("loaded in {:.2}s", t_load.elapsed().as_secs_f64());
 
     let t0 = Instant::now();
     let pcm = audio::load_pcm_16k(&a.audio)?;
+    let load_seconds = t0.elapsed().as_secs_f64();
     if pcm.len() > audio::N_SAMPLES {
         tracing::warn!(
             "{}: {:.1} s of audio; DiVA hears one 30 s window, the rest is ignored",
@@ -188,8 +215,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
             let mel = Tensor::from_vec(mel, (1, filters.n_mels(), audio::N_FRAMES), &Device::Cpu)?;
             Ok(connector.forward(&encoder.forward(&mel)?, Exec::Fused)?)
         };
+        // The audio path is timed on its own: transcription for
+        // --show-teacher/--cascade happened above and is not part of it.
+        let t_audio = Instant::now();
         let prompt = split.assemble(&parts.llm, &virtual_tokens(&pcm)?)?;
-        let audio_seconds = t0.elapsed().as_secs_f64();
+        let audio_seconds = load_seconds + t_audio.elapsed().as_secs_f64();
         let mut cache = parts.llm.new_cache();
         let label = if needs_transcript { Some("diva") } else { None };
         let out = reply(&g, &prompt, &mut cache, &a, label)?;
@@ -202,6 +232,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
             out.prompt_seconds,
             out.decode_tokens_per_second()
         );
+        if a.timings && !a.json {
+            println!(
+                "  (time to first token {ttft:.2} s, decode {:.1} tok/s)",
+                out.decode_tokens_per_second()
+            );
+        }
         report["reply"] = serde_json::json!(out.text);
         let mut turns = Vec::new();
         for next in &a.then {

@@ -20,6 +20,13 @@ pub struct Args {
     /// Output directory (created; files are written atomically).
     #[arg(long)]
     out: PathBuf,
+    /// Leave out the Whisper token table (diva loads it either way; the
+    /// official strict loader needs it). For models diva ships itself.
+    #[arg(long)]
+    compact: bool,
+    /// Store tensors in f16 instead of f32.
+    #[arg(long)]
+    f16: bool,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -44,10 +51,19 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .tensors
         .get("decoder.embed_tokens.weight")
         .context("the reference encoder has no decoder token table to restore")?;
-    checkpoint::save(&a.out, &connector, &cfg, Some(table))?;
-    eprintln!(
-        "wrote {} (official layout, strict-loadable)",
-        a.out.join("model.safetensors").display()
-    );
+    let dtype = if a.f16 { DType::F16 } else { DType::F32 };
+    if a.compact {
+        checkpoint::save_as(&a.out, &connector, &cfg, None, dtype)?;
+        eprintln!(
+            "wrote {} (compact: no token table; `diva export` without --compact restores it)",
+            a.out.join("model.safetensors").display()
+        );
+    } else {
+        checkpoint::save_as(&a.out, &connector, &cfg, Some(table), dtype)?;
+        eprintln!(
+            "wrote {} (official layout, strict-loadable)",
+            a.out.join("model.safetensors").display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -194,9 +194,23 @@ pub fn save(
     config: &DivaConfig,
     token_table: Option<&Tensor>,
 ) -> Result<()> {
+    save_as(dir, c, config, token_table, DType::F32)
+}
+
+/// [`save`] with tensors stored in `dtype` (f16 halves a shipped model).
+pub fn save_as(
+    dir: &Path,
+    c: &Connector,
+    config: &DivaConfig,
+    token_table: Option<&Tensor>,
+    dtype: DType,
+) -> Result<()> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
-    let tensors = connector_tensors(c, token_table)?;
+    let tensors = connector_tensors(c, token_table)?
+        .into_iter()
+        .map(|(k, v)| Ok((k, v.to_dtype(dtype)?)))
+        .collect::<Result<HashMap<_, _>>>()?;
     let tmp = dir.join(".model.safetensors.tmp");
     candle_core::safetensors::save(&tensors, &tmp)?;
     let cfg_tmp = dir.join(".config.json.tmp");

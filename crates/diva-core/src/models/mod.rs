@@ -7,6 +7,7 @@ pub mod exec;
 pub mod kernels;
 pub mod linear;
 pub mod llm;
+pub mod shapes;
 pub mod whisper;
 
 pub use exec::Exec;

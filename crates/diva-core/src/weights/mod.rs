@@ -7,6 +7,7 @@ pub mod cache;
 pub mod ct2;
 pub mod gguf;
 pub mod hf;
+pub mod random;
 pub mod safetensors_io;
 
 use std::collections::HashMap;

@@ -90,8 +90,28 @@ pub fn load_hf(dir: &Path, dtype: DType, device: &Device) -> Result<Llm> {
     let cfg = LlmConfig::from_hf_json(&text).map_err(|p| Error::model(&cfg_path, p))?;
     let tensors = hf::load_dir(dir, &Device::Cpu)?;
     let vb = VarBuilder::from_tensors(tensors, dtype, device);
-    let wrap =
-        |e: candle_core::Error| Error::model(dir, format!("weights do not fit the config: {e}"));
+    build(cfg, vb, dtype, device)
+        .map_err(|e| Error::model(dir, format!("weights do not fit the config: {e}")))
+}
+
+/// An LLM with random weights in the shape of an HF `config.json` (benchmarks).
+pub fn random_llm(config_json: &str, dtype: DType, device: &Device) -> Result<Llm> {
+    let cfg = LlmConfig::from_hf_json(config_json).map_err(Error::Config)?;
+    Ok(build(
+        cfg,
+        crate::weights::random::var_builder(dtype, device),
+        dtype,
+        device,
+    )?)
+}
+
+/// The decoder from a var builder with HF Llama/Qwen2 names.
+fn build(
+    cfg: LlmConfig,
+    vb: VarBuilder,
+    dtype: DType,
+    device: &Device,
+) -> candle_core::Result<Llm> {
     let (h, i, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
     let m = vb.pp("model");
     let mut layers = Vec::with_capacity(cfg.num_layers);
@@ -101,44 +121,39 @@ pub fn load_hf(dir: &Path, dtype: DType, device: &Device) -> Result<Llm> {
         let f = p.pp("mlp");
         layers.push(Block {
             input_layernorm: RmsNorm {
-                weight: p.get(h, "input_layernorm.weight").map_err(wrap)?,
+                weight: p.get(h, "input_layernorm.weight")?,
                 eps: cfg.rms_norm_eps,
             },
             post_attention_layernorm: RmsNorm {
-                weight: p.get(h, "post_attention_layernorm.weight").map_err(wrap)?,
+                weight: p.get(h, "post_attention_layernorm.weight")?,
                 eps: cfg.rms_norm_eps,
             },
             self_attn: Attention {
-                q_proj: dense(&a, "q_proj", cfg.num_heads * hd, h, cfg.attention_bias)
-                    .map_err(wrap)?,
-                k_proj: dense(&a, "k_proj", cfg.num_kv_heads * hd, h, cfg.attention_bias)
-                    .map_err(wrap)?,
-                v_proj: dense(&a, "v_proj", cfg.num_kv_heads * hd, h, cfg.attention_bias)
-                    .map_err(wrap)?,
-                o_proj: dense(&a, "o_proj", h, cfg.num_heads * hd, false).map_err(wrap)?,
+                q_proj: dense(&a, "q_proj", cfg.num_heads * hd, h, cfg.attention_bias)?,
+                k_proj: dense(&a, "k_proj", cfg.num_kv_heads * hd, h, cfg.attention_bias)?,
+                v_proj: dense(&a, "v_proj", cfg.num_kv_heads * hd, h, cfg.attention_bias)?,
+                o_proj: dense(&a, "o_proj", h, cfg.num_heads * hd, false)?,
                 num_heads: cfg.num_heads,
                 num_kv_heads: cfg.num_kv_heads,
                 head_dim: hd,
             },
             mlp: Mlp {
-                gate_proj: dense(&f, "gate_proj", i, h, false).map_err(wrap)?,
-                up_proj: dense(&f, "up_proj", i, h, false).map_err(wrap)?,
-                down_proj: dense(&f, "down_proj", h, i, false).map_err(wrap)?,
+                gate_proj: dense(&f, "gate_proj", i, h, false)?,
+                up_proj: dense(&f, "up_proj", i, h, false)?,
+                down_proj: dense(&f, "down_proj", h, i, false)?,
             },
         });
     }
-    let embed_tokens = m
-        .get((cfg.vocab_size, h), "embed_tokens.weight")
-        .map_err(wrap)?;
+    let embed_tokens = m.get((cfg.vocab_size, h), "embed_tokens.weight")?;
     let lm_head = if cfg.tie_word_embeddings || !vb.contains_tensor("lm_head.weight") {
         Proj::Dense(Linear::new(embed_tokens.clone(), None))
     } else {
-        dense(&vb, "lm_head", cfg.vocab_size, h, false).map_err(wrap)?
+        dense(&vb, "lm_head", cfg.vocab_size, h, false)?
     };
     Ok(Llm {
         rope: Rope::new(&cfg, None, dtype, device)?,
         norm: RmsNorm {
-            weight: m.get(h, "norm.weight").map_err(wrap)?,
+            weight: m.get(h, "norm.weight")?,
             eps: cfg.rms_norm_eps,
         },
         embed_tokens,

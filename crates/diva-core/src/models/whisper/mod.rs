@@ -88,6 +88,21 @@ impl WhisperWeights {
         })
     }
 
+    /// Random weights in the shape of `config` (benchmarks): the encoder and
+    /// decoder loaders draw every tensor they ask for.
+    pub fn random(config: WhisperConfig) -> Result<Self> {
+        let tensors = weights::random::draw(|vb| {
+            WhisperEncoder::load(vb.pp("encoder"), &config)?;
+            WhisperDecoder::load(vb.pp("decoder"), &config, true)
+        })?;
+        Ok(Self {
+            dir: PathBuf::from("<random>"),
+            format: WhisperFormat::HfSafetensors,
+            config,
+            tensors,
+        })
+    }
+
     fn var_builder(&self, dtype: DType, device: &Device) -> VarBuilder<'static> {
         VarBuilder::from_tensors(self.tensors.clone(), dtype, device)
     }
