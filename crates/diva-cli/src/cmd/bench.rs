@@ -28,6 +28,8 @@ pub enum Cmd {
     Train(super::bench_train::TrainArgs),
     /// Spoken-chat latency: time to first token (5 s, 30 s clips), decode tok/s.
     Chat(super::bench_chat::ChatArgs),
+    /// The DiVA parity fixture on a device/dtype vs the PyTorch reference.
+    Parity(super::bench_parity::ParityArgs),
 }
 
 #[derive(clap::Args)]
@@ -342,5 +344,6 @@ pub fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Llm(a) => llm_bench(a),
         Cmd::Train(a) => super::bench_train::run(a),
         Cmd::Chat(a) => super::bench_chat::run(a),
+        Cmd::Parity(a) => super::bench_parity::run(a),
     }
 }

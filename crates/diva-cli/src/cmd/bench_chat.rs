@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_core::{DType, IndexOp, Tensor};
 use diva_core::audio::{self, MelFilters};
 use diva_core::models::connector::Connector;
 use diva_core::models::diva::PromptSplit;
@@ -30,6 +30,16 @@ pub struct ChatArgs {
     gen_tokens: usize,
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// Where to run: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Random weights in a named shape (`tiny`, `paper`) instead of the
+    /// preset's real weights (dense, in --dtype).
+    #[arg(long)]
+    random_shape: Option<String>,
+    /// Compute dtype with --random-shape or on CUDA.
+    #[arg(long, value_enum, default_value = "f32")]
+    dtype: crate::common::Precision,
 }
 
 fn chirp(seconds: f32) -> Vec<f32> {
@@ -57,21 +67,52 @@ pub fn peak_rss_mib() -> Option<f64> {
 
 pub fn run(a: ChatArgs) -> Result<std::process::ExitCode> {
     let cfg = TrainConfig::preset(&a.preset)?;
-    let n = a.num_queries.unwrap_or(cfg.num_queries);
-    let device = Device::Cpu;
-    let whisper = WhisperWeights::load_dir(&cache::resolve_whisper(&cfg.whisper)?)?;
-    let llm_path = cache::resolve_llm(&cfg.llm)?;
-    let llm = load_llm(&llm_path, WeightMode::Quantized, &device)?;
-    let tokenizer = diva_train::setup::load_tokenizer(&llm_path)?;
-    let split = PromptSplit::from_template(&tokenizer, None)?;
-    let encoder = whisper.encoder(DType::F32, &device)?;
-    let connector = Connector::init(&whisper, n, llm.hidden_size(), 0, DType::F32, &device)?;
+    let device = diva_core::device::parse_device(&a.device)?;
+    let dtype: DType = a.dtype.into();
+    let (whisper, llm, split, n, label) = match &a.random_shape {
+        Some(name) => {
+            let shape = diva_core::models::shapes::shape(name)?;
+            let n = a.num_queries.unwrap_or(shape.num_queries);
+            let split = PromptSplit {
+                prefix: (0..shape.prefix_len as u32).map(|i| 100 + i).collect(),
+                suffix: (0..shape.suffix_len as u32).map(|i| 200 + i).collect(),
+                between_turns: vec![],
+            };
+            (
+                WhisperWeights::random(shape.whisper.clone())?,
+                diva_core::models::llm::random_llm(shape.llm_config, dtype, &device)?,
+                split,
+                n,
+                format!("random {name} shape"),
+            )
+        }
+        None => {
+            let whisper = WhisperWeights::load_dir(&cache::resolve_whisper(&cfg.whisper)?)?;
+            let llm_path = cache::resolve_llm(&cfg.llm)?;
+            // As `diva chat` loads it on CPU; dense in --dtype elsewhere.
+            let mode = if device.is_cpu() && dtype == DType::F32 {
+                WeightMode::Quantized
+            } else {
+                WeightMode::Dense(dtype)
+            };
+            let llm = load_llm(&llm_path, mode, &device)?;
+            let tokenizer = diva_train::setup::load_tokenizer(&llm_path)?;
+            let split = PromptSplit::from_template(&tokenizer, None)?;
+            let n = a.num_queries.unwrap_or(cfg.num_queries);
+            (whisper, llm, split, n, format!("preset {}", a.preset))
+        }
+    };
+    let encoder = whisper.encoder(dtype, &device)?;
+    let connector = Connector::init(&whisper, n, llm.hidden_size(), 0, dtype, &device)?;
     let filters = MelFilters::new(whisper.config.num_mel_bins);
 
-    let mut report = json!({ "preset": a.preset, "num_queries": n, "gen_tokens": a.gen_tokens });
+    let mut report = json!({
+        "models": label, "device": a.device, "dtype": format!("{dtype:?}"),
+        "preset": a.preset, "num_queries": n, "gen_tokens": a.gen_tokens,
+    });
     let mut encoder_ms = Vec::new();
     let mut decode_rates = Vec::new();
-    eprintln!("chat, preset {} (N={n}), median of {}:", a.preset, a.repeat);
+    eprintln!("chat, {label} (N={n}), median of {}:", a.repeat);
     for seconds in [5.0f32, 30.0] {
         let pcm = chirp(seconds);
         let mut ttft = Vec::new();
@@ -79,11 +120,14 @@ pub fn run(a: ChatArgs) -> Result<std::process::ExitCode> {
         for rep in 0..=a.repeat {
             let t0 = Instant::now();
             let mel = audio::log_mel(&pcm, &filters);
-            let mel = Tensor::from_vec(mel, (1, filters.n_mels(), audio::N_FRAMES), &device)?;
+            let mel = Tensor::from_vec(mel, (1, filters.n_mels(), audio::N_FRAMES), &device)?
+                .to_dtype(dtype)?;
             let t1 = Instant::now();
             let states = encoder.forward(&mel)?;
+            device.synchronize()?;
             let t2 = Instant::now();
             let virt = connector.forward(&states, Exec::Fused)?;
+            device.synchronize()?;
             let t3 = Instant::now();
             let prompt = split.assemble(&llm, &virt)?;
             let mut kv = llm.new_cache();

@@ -12,7 +12,6 @@ use diva_core::models::connector::Connector;
 use diva_core::models::Exec;
 use diva_train::config::TrainConfig;
 use diva_train::optim::{AdamW, AdamWParams};
-use diva_train::setup::Frozen;
 use diva_train::student::{self, LossWeights};
 use serde_json::json;
 
@@ -33,6 +32,72 @@ pub struct TrainArgs {
     /// Where to run: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Random weights in a named shape instead of the preset's real weights:
+    /// `tiny` (tiny.en + SmolLM2-135M) or `paper` (large-v3 + Llama-3-8B, N=448).
+    #[arg(long)]
+    random_shape: Option<String>,
+    /// Peak dense TFLOP/s of the device in the compute dtype, to report model
+    /// FLOP utilisation (e.g. 989 for an H100 SXM in bf16).
+    #[arg(long)]
+    peak_tflops: Option<f64>,
+    /// Compute dtype of the frozen encoder and LLM (trainable weights stay f32).
+    #[arg(long, value_enum, default_value = "f32")]
+    dtype: crate::common::Precision,
+}
+
+/// The frozen parts a step needs, real or random.
+pub struct BenchModels {
+    pub whisper: diva_core::models::whisper::WhisperWeights,
+    pub llm: diva_core::models::llm::Llm,
+    pub prompt: student::PromptEmbeds,
+    pub prompt_ids: (Vec<u32>, Vec<u32>),
+    pub label: String,
+}
+
+pub fn bench_models(
+    preset: &TrainConfig,
+    preset_name: &str,
+    random_shape: Option<&str>,
+    dtype: DType,
+    device: &candle_core::Device,
+) -> Result<BenchModels> {
+    Ok(match random_shape {
+        Some(name) => {
+            let shape = diva_core::models::shapes::shape(name)?;
+            let whisper = diva_core::models::whisper::WhisperWeights::random(shape.whisper)?;
+            let llm = diva_core::models::llm::random_llm(shape.llm_config, dtype, device)?;
+            let prefix: Vec<u32> = (0..shape.prefix_len as u32).map(|i| 100 + i).collect();
+            let suffix: Vec<u32> = (0..shape.suffix_len as u32).map(|i| 200 + i).collect();
+            let prompt = student::PromptEmbeds::from_ids(&llm, &prefix, &suffix, true)?;
+            BenchModels {
+                whisper,
+                llm,
+                prompt,
+                prompt_ids: (prefix, suffix),
+                label: format!("random {name} shape"),
+            }
+        }
+        None => {
+            let whisper_dir = diva_core::weights::cache::resolve_whisper(&preset.whisper)?;
+            let llm_path = diva_core::weights::cache::resolve_llm(&preset.llm)?;
+            let whisper = diva_core::models::whisper::WhisperWeights::load_dir(&whisper_dir)?;
+            let llm = diva_core::models::llm::load_llm(
+                &llm_path,
+                diva_core::models::llm::WeightMode::Dense(dtype),
+                device,
+            )?;
+            let tokenizer = diva_train::setup::load_tokenizer(&llm_path)?;
+            let split = diva_core::models::diva::PromptSplit::from_template(&tokenizer, None)?;
+            let prompt = student::PromptEmbeds::new(&llm, &split)?;
+            BenchModels {
+                whisper,
+                llm,
+                prompt,
+                prompt_ids: (split.prefix, split.suffix),
+                label: format!("preset {preset_name}"),
+            }
+        }
+    })
 }
 
 fn chirp(seconds: f32, f0: f32) -> Vec<f32> {
@@ -52,20 +117,26 @@ pub fn run(a: TrainArgs) -> Result<std::process::ExitCode> {
     }
     let b = a.batch.unwrap_or(cfg.micro_batch);
     let device = diva_core::device::parse_device(&a.device)?;
-    let frozen = Frozen::load(&cfg.whisper, &cfg.llm, &device)?;
-    let encoder = frozen.whisper.encoder(DType::F32, &device)?;
-    let filters = MelFilters::new(frozen.whisper.config.num_mel_bins);
+    let dtype: DType = a.dtype.into();
+    if let Some(name) = &a.random_shape {
+        if a.num_queries.is_none() {
+            cfg.num_queries = diva_core::models::shapes::shape(name)?.num_queries;
+        }
+    }
+    let m = bench_models(&cfg, &a.preset, a.random_shape.as_deref(), dtype, &device)?;
+    let encoder = m.whisper.encoder(dtype, &device)?;
+    let filters = MelFilters::new(m.whisper.config.num_mel_bins);
     let mels = (0..b)
         .map(|i| {
             let m = audio::log_mel(&chirp(3.0, 300.0 + 50.0 * i as f32), &filters);
             Tensor::from_vec(m, (filters.n_mels(), audio::N_FRAMES), &device)
         })
         .collect::<candle_core::Result<Vec<_>>>()?;
-    let mel = Tensor::stack(&mels, 0)?;
+    let mel = Tensor::stack(&mels, 0)?.to_dtype(dtype)?;
     let mut connector = Connector::init(
-        &frozen.whisper,
+        &m.whisper,
         cfg.num_queries,
-        frozen.llm.hidden_size(),
+        m.llm.hidden_size(),
         0,
         DType::F32,
         &device,
@@ -78,9 +149,13 @@ pub fn run(a: TrainArgs) -> Result<std::process::ExitCode> {
     let mut opt = AdamW::new(vars.clone(), AdamWParams::default())?;
     let ids: Vec<u32> = (0..a.transcript_tokens as u32).map(|i| 1000 + i).collect();
     let transcripts: Vec<Tensor> = (0..b)
-        .map(|_| frozen.transcript_embeds(&ids))
-        .collect::<Result<_>>()?;
-    let teacher = Tensor::zeros((b, frozen.llm.hidden_size()), DType::F32, &device)?;
+        .map(|_| {
+            m.llm
+                .embed(&Tensor::new(ids.as_slice(), &device)?.unsqueeze(0)?)?
+                .squeeze(0)
+        })
+        .collect::<candle_core::Result<_>>()?;
+    let teacher = Tensor::zeros((b, m.llm.hidden_size()), DType::F32, &device)?;
 
     let phases = [
         "encoder",
@@ -98,28 +173,27 @@ pub fn run(a: TrainArgs) -> Result<std::process::ExitCode> {
             }
             t = Instant::now();
         };
-        let states = encoder.forward(&mel)?;
+        // Trainable weights are f32 (master weights); the frozen encoder may not be.
+        let states = encoder.forward(&mel)?.to_dtype(DType::F32)?;
+        device.synchronize()?;
         lap(0, &mut times);
         let virt = connector.forward(&states, Exec::Autograd)?;
+        device.synchronize()?;
         lap(1, &mut times);
-        let last_hidden =
-            student::llm_last_hidden(&frozen.llm, &frozen.prompt, &virt, Exec::Autograd)?;
+        let last_hidden = student::llm_last_hidden(&m.llm, &m.prompt, &virt, Exec::Autograd)?;
         let out = student::StudentOutput {
             last_hidden,
             virtual_tokens: virt,
         };
-        let l = student::losses(
-            &frozen.llm,
-            &out,
-            &teacher,
-            &transcripts,
-            LossWeights::default(),
-        )?;
+        let l = student::losses(&m.llm, &out, &teacher, &transcripts, LossWeights::default())?;
         l.total.to_scalar::<f32>()?;
+        device.synchronize()?;
         lap(2, &mut times);
         let g = l.total.backward()?;
+        device.synchronize()?;
         lap(3, &mut times);
         opt.step(&g, 1e-5)?;
+        device.synchronize()?;
         lap(4, &mut times);
     }
     let med = |v: &Vec<f64>| {
@@ -129,10 +203,10 @@ pub fn run(a: TrainArgs) -> Result<std::process::ExitCode> {
     };
     let ms: Vec<f64> = times.iter().map(|v| med(v) * 1e3).collect();
     let step_cached = ms[1..].iter().sum::<f64>();
-    let prompt_len = frozen.split.prefix.len() + cfg.num_queries + frozen.split.suffix.len();
+    let prompt_len = m.prompt_ids.0.len() + cfg.num_queries + m.prompt_ids.1.len();
     eprintln!(
-        "train step, preset {} (N={}, batch {b}, LLM sequence {prompt_len}), median of {}:",
-        a.preset, cfg.num_queries, a.repeat
+        "train step, {} (N={}, batch {b}, LLM sequence {prompt_len}), median of {}:",
+        m.label, cfg.num_queries, a.repeat
     );
     for (p, m) in phases.iter().zip(&ms) {
         eprintln!("  {p:<14} {m:>9.1} ms");
@@ -142,7 +216,20 @@ pub fn run(a: TrainArgs) -> Result<std::process::ExitCode> {
         b as f64 / (step_cached / 1e3),
         b as f64 / ((step_cached + ms[0]) / 1e3)
     );
+    let flops = step_flops(&m, cfg.num_queries, prompt_len, b);
+    let tflops = flops / (step_cached / 1e3) / 1e12;
+    eprintln!(
+        "  model FLOPs/step {:.3e} (official-equivalent: full prompt, no prefix cache): {tflops:.2} TFLOP/s{}",
+        flops,
+        a.peak_tflops
+            .map(|p| format!(", MFU {:.1}%", 100.0 * tflops / p))
+            .unwrap_or_default()
+    );
     let mut report = json!({
+        "models": m.label, "device": a.device, "dtype": format!("{dtype:?}"),
+        "model_flops_per_step": flops, "model_tflops_per_s": tflops,
+        "mfu": a.peak_tflops.map(|p| tflops / p),
+        "peak_rss_mib": super::bench_chat::peak_rss_mib(),
         "preset": a.preset, "num_queries": cfg.num_queries, "batch": b,
         "llm_sequence": prompt_len,
         "samples_per_s_cached_encoder": b as f64 / (step_cached / 1e3),
@@ -153,4 +240,30 @@ pub fn run(a: TrainArgs) -> Result<std::process::ExitCode> {
     }
     println!("{report}");
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Model FLOPs of one training step with cached encoder states, counted the
+/// way the official trainer computes (no prefix cache): matmul FLOPs of the
+/// LLM forward and its input-gradient backward over the whole prompt, and of
+/// the connector forward and full backward (its weights train).
+fn step_flops(m: &BenchModels, n: usize, prompt_len: usize, b: usize) -> f64 {
+    let c = &m.llm.config;
+    let (h, i) = (c.hidden_size as f64, c.intermediate_size as f64);
+    let (q, kv) = (
+        (c.num_heads * c.head_dim) as f64,
+        (c.num_kv_heads * c.head_dim) as f64,
+    );
+    let per_token = c.num_layers as f64 * (h * (q + 2.0 * kv) + q * h + 3.0 * h * i);
+    let llm = 4.0 * per_token * prompt_len as f64;
+    let w = &m.whisper.config;
+    let (d, ffn, frames) = (
+        w.d_model as f64,
+        w.decoder_ffn_dim as f64,
+        w.max_source_positions as f64,
+    );
+    let conn_fwd = 2.0
+        * w.decoder_layers as f64
+        * (n as f64 * (6.0 * d * d + 2.0 * d * ffn) + frames * 2.0 * d * d)
+        + 2.0 * n as f64 * d * h;
+    b as f64 * (llm + 3.0 * conn_fwd)
 }

@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod bench_chat;
+pub mod bench_parity;
 pub mod bench_train;
 pub mod chat;
 pub mod corpus;
