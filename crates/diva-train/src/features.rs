@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 pub struct EncoderFeatures {
     encoder: WhisperEncoder,
+    dtype: DType,
     filters: MelFilters,
     /// Where cached states live; `None` computes every time.
     cache_dir: Option<PathBuf>,
@@ -30,13 +31,15 @@ impl EncoderFeatures {
         model_key: &str,
         cache_dir: Option<PathBuf>,
         device: &Device,
+        dtype: DType,
     ) -> Result<Self> {
         if let Some(d) = &cache_dir {
             std::fs::create_dir_all(d)
                 .with_context(|| format!("cannot create encoder cache {}", d.display()))?;
         }
         Ok(Self {
-            encoder: whisper.encoder(DType::F32, device)?,
+            encoder: whisper.encoder(dtype, device)?,
+            dtype,
             filters: MelFilters::new(whisper.config.num_mel_bins),
             cache_dir,
             model_key: model_key.to_string(),
@@ -93,7 +96,8 @@ impl EncoderFeatures {
             mel,
             (1, self.filters.n_mels(), audio::N_FRAMES),
             &self.device,
-        )?;
+        )?
+        .to_dtype(self.dtype)?;
         let half = self
             .encoder
             .forward(&mel)?

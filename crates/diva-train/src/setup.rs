@@ -30,6 +30,8 @@ pub struct Frozen {
     pub split: PromptSplit,
     pub prompt: PromptEmbeds,
     pub device: Device,
+    /// Compute dtype of the frozen encoder and LLM (f32 on CPU; bf16 on CUDA).
+    pub dtype: DType,
 }
 
 /// An LLM's tokenizer: from the GGUF metadata, or the HF directory.
@@ -43,17 +45,22 @@ pub fn load_tokenizer(llm_path: &Path) -> Result<LlmTokenizer> {
 
 impl Frozen {
     /// Resolve and load both models (names, directories or hub ids).
-    pub fn load(whisper: &str, llm: &str, device: &Device) -> Result<Self> {
+    pub fn load(whisper: &str, llm: &str, device: &Device, dtype: DType) -> Result<Self> {
         let whisper_dir = cache::resolve_whisper(whisper)?;
         let llm_path = cache::resolve_llm(llm)?;
-        Self::load_paths(&whisper_dir, &llm_path, device)
+        Self::load_paths(&whisper_dir, &llm_path, device, dtype)
     }
 
-    pub fn load_paths(whisper_dir: &Path, llm_path: &Path, device: &Device) -> Result<Self> {
+    pub fn load_paths(
+        whisper_dir: &Path,
+        llm_path: &Path,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
         let whisper = WhisperWeights::load_dir(whisper_dir)?;
-        // Training differentiates through the LLM, so weights are dense f32
+        // Training differentiates through the LLM, so weights are dense
         // (GGUF blocks are dequantized once here).
-        let llm = load_llm(llm_path, WeightMode::Dense(DType::F32), device)?;
+        let llm = load_llm(llm_path, WeightMode::Dense(dtype), device)?;
         let tokenizer = load_tokenizer(llm_path)?;
         let split = PromptSplit::from_template(&tokenizer, None)?;
         let prompt = PromptEmbeds::new(&llm, &split)?;
@@ -66,13 +73,24 @@ impl Frozen {
             split,
             prompt,
             device: device.clone(),
+            dtype,
         })
+    }
+
+    /// Part of the cache keys; empty for f32 so f32 keys never changed.
+    fn dtype_tag(&self) -> String {
+        if self.dtype == DType::F32 {
+            String::new()
+        } else {
+            format!("{:?}", self.dtype)
+        }
     }
 
     /// Identifies the teacher: LLM weights and the prompt around the transcript.
     pub fn teacher_key(&self) -> String {
         let mut h = Sha256::new();
         h.update(file_identity(&self.llm_path).as_bytes());
+        h.update(self.dtype_tag().as_bytes());
         for ids in [&self.split.prefix, &self.split.suffix] {
             h.update(format!("{ids:?}").as_bytes());
         }
@@ -83,6 +101,7 @@ impl Frozen {
     pub fn encoder_key(&self) -> String {
         let mut h = Sha256::new();
         h.update(file_identity(&self.whisper_dir).as_bytes());
+        h.update(self.dtype_tag().as_bytes());
         short_hex(h)
     }
 

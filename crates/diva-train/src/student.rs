@@ -211,8 +211,13 @@ pub fn first_token_kl(llm: &Llm, student: &Tensor, teacher: &Tensor, tau: f64) -
         let shifted = x.broadcast_sub(&max)?;
         shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(D::Minus1)?.log()?)
     };
-    let ls = log_softmax(&(llm.logits(&student.to_dtype(llm.dtype)?)? / tau)?)?;
-    let lt = log_softmax(&(llm.logits(&teacher.to_dtype(llm.dtype)?)? / tau)?)?.detach();
+    // Logits in the loss dtype (f32 for half models, f64 in gradient checks).
+    let work = compute_dtype(student.dtype());
+    let logits = |h: &Tensor| -> Result<Tensor> {
+        llm.lm_head.forward(&h.to_dtype(llm.dtype)?)?.to_dtype(work)
+    };
+    let ls = log_softmax(&(logits(student)? / tau)?)?;
+    let lt = log_softmax(&(logits(teacher)? / tau)?)?.detach();
     let kl = (lt.exp()? * (&lt - &ls)?)?.sum(D::Minus1)?;
     kl * (tau * tau)
 }

@@ -42,6 +42,9 @@ pub struct TrainOptions {
     /// Set (e.g. by Ctrl-C) to stop after the current step, saving first.
     pub stop: Arc<AtomicBool>,
     pub device: Device,
+    /// Compute dtype of the frozen encoder and LLM; trainable weights and
+    /// optimizer state stay f32 (master weights).
+    pub dtype: DType,
 }
 
 #[derive(Debug)]
@@ -69,8 +72,9 @@ impl Session {
         cache_dir: Option<&Path>,
         cache_encoder: bool,
         device: &Device,
+        dtype: DType,
     ) -> Result<Self> {
-        let frozen = Frozen::load(whisper, llm, device)?;
+        let frozen = Frozen::load(whisper, llm, device, dtype)?;
         let root = setup::cache_root(cache_dir);
         let enc_key = frozen.encoder_key();
         let features = EncoderFeatures::new(
@@ -78,6 +82,7 @@ impl Session {
             &enc_key,
             cache_encoder.then(|| root.join("encoder").join(&enc_key)),
             device,
+            dtype,
         )?;
         let key = frozen.teacher_key();
         let dir = root.join("teacher");
@@ -180,6 +185,7 @@ pub fn train(opts: TrainOptions) -> Result<TrainSummary> {
         opts.cache_dir.as_deref(),
         cfg.cache_encoder,
         &opts.device,
+        opts.dtype,
     )?;
     let (train_set, skipped) = session.examples(&opts.train, cfg.num_queries, None, "train")?;
     let val_set = match &opts.val {

@@ -76,7 +76,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
         None => (a.whisper.clone(), a.llm.clone()),
     };
-    let mut session = Session::open(&whisper, &llm, a.cache_dir.as_deref(), true, &device)?;
+    let mut session = Session::open(
+        &whisper,
+        &llm,
+        a.cache_dir.as_deref(),
+        true,
+        &device,
+        DType::F32,
+    )?;
     // No clip is dropped for being longer than the queries: every student is
     // scored on the same clips.
     let (examples, skipped) = session.examples(&a.data, usize::MAX, a.limit, "eval")?;

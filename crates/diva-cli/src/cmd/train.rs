@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Result;
-use candle_core::Device;
 use diva_train::config::{TrainConfig, PRESETS};
 use diva_train::trainer::{train, TrainOptions};
 
@@ -50,6 +49,13 @@ pub struct Args {
     checkpoint_every: Option<usize>,
     #[arg(long)]
     val_every: Option<usize>,
+    /// Where to train: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Compute dtype of the frozen encoder and LLM (default: f32 on CPU,
+    /// bf16 on CUDA); trainable weights and AdamW state are always f32.
+    #[arg(long, value_enum)]
+    dtype: Option<crate::common::Precision>,
     /// Print the effective config as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -90,6 +96,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
         print!("{}", toml::to_string(&config)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let device = diva_core::device::parse_device(&a.device)?;
+    let dtype: candle_core::DType = match a.dtype {
+        Some(p) => p.into(),
+        None if device.is_cpu() => candle_core::DType::F32,
+        None => candle_core::DType::BF16,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -111,7 +123,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         resume: a.resume,
         cache_dir: a.cache_dir,
         stop,
-        device: Device::Cpu,
+        device,
+        dtype,
     })?;
     eprintln!(
         "{} after {} steps ({} examples, {} skipped) at {:.2} samples/s; model in {}",
