@@ -70,10 +70,21 @@ impl TeacherCache {
         self.entries.get(&transcript_key(transcript))
     }
 
-    /// Write the cache atomically (temporary file, then rename).
+    /// Write the cache atomically (temporary file, then rename). Entries
+    /// another process saved meanwhile (a concurrent `diva eval-distill`
+    /// sharing the cache) are merged in rather than overwritten.
     pub fn save(&self) -> Result<()> {
-        let tmp = self.path.with_extension("safetensors.tmp");
+        let tmp = self
+            .path
+            .with_extension(format!("safetensors.{}.tmp", std::process::id()));
         let mut all = self.entries.clone();
+        if let Ok(on_disk) = candle_core::safetensors::load(&self.path, &Device::Cpu) {
+            for (k, v) in on_disk {
+                if k != MODEL_KEY {
+                    all.entry(k).or_insert(v);
+                }
+            }
+        }
         let key = self.model_key.as_bytes().to_vec();
         let n = key.len();
         all.insert(

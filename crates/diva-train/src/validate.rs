@@ -115,7 +115,16 @@ impl TeacherReplies {
 
     pub fn save(&mut self) -> Result<()> {
         if let (Some(p), true) = (&self.path, self.dirty) {
-            let tmp = p.with_extension("json.tmp");
+            // Keep replies another process saved meanwhile.
+            if let Some(on_disk) = std::fs::read_to_string(p)
+                .ok()
+                .and_then(|s| serde_json::from_str::<HashMap<String, String>>(&s).ok())
+            {
+                for (k, v) in on_disk {
+                    self.replies.entry(k).or_insert(v);
+                }
+            }
+            let tmp = p.with_extension(format!("json.{}.tmp", std::process::id()));
             std::fs::write(&tmp, serde_json::to_string(&self.replies)?)?;
             std::fs::rename(&tmp, p)?;
             self.dirty = false;
