@@ -35,3 +35,19 @@ impl From<Precision> for DType {
         }
     }
 }
+
+/// Where a benchmark runs and on which weights.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunOn {
+    /// Where to run: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Random weights in a named shape (`tiny`: tiny.en + SmolLM2-135M;
+    /// `paper`: large-v3 + Llama-3-8B, N=448) instead of the preset's real
+    /// weights.
+    #[arg(long)]
+    pub random_shape: Option<String>,
+    /// Compute dtype of the frozen encoder and LLM (trainable weights stay f32).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: Precision,
+}

@@ -154,23 +154,11 @@ pub fn clip_grads(grads: &mut [Option<Tensor>], max_norm: f64) -> Result<f64> {
 /// Scale all gradients so their global L2 norm is at most `max_norm`
 /// (torch's `clip_grad_norm_`). Returns the norm before clipping.
 pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<f64> {
-    let mut total = 0.0;
-    for v in vars {
-        if let Some(g) = grads.get(v) {
-            total += g
-                .sqr()?
-                .sum_all()?
-                .to_dtype(candle_core::DType::F64)?
-                .to_scalar::<f64>()?;
-        }
-    }
-    let norm = total.sqrt();
-    if norm > max_norm && norm > 0.0 {
-        let scale = max_norm / (norm + 1e-6);
-        for v in vars {
-            if let Some(g) = grads.remove(v) {
-                grads.insert(v, (g * scale)?);
-            }
+    let mut aligned: Vec<Option<Tensor>> = vars.iter().map(|v| grads.remove(v)).collect();
+    let norm = clip_grads(&mut aligned, max_norm)?;
+    for (v, g) in vars.iter().zip(aligned) {
+        if let Some(g) = g {
+            grads.insert(v, g);
         }
     }
     Ok(norm)

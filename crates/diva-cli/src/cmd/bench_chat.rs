@@ -30,16 +30,8 @@ pub struct ChatArgs {
     gen_tokens: usize,
     #[arg(long, default_value_t = 3)]
     repeat: usize,
-    /// Where to run: cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Random weights in a named shape (`tiny`, `paper`) instead of the
-    /// preset's real weights (dense, in --dtype).
-    #[arg(long)]
-    random_shape: Option<String>,
-    /// Compute dtype with --random-shape or on CUDA.
-    #[arg(long, value_enum, default_value = "f32")]
-    dtype: crate::common::Precision,
+    #[command(flatten)]
+    on: crate::common::RunOn,
 }
 
 fn chirp(seconds: f32) -> Vec<f32> {
@@ -67,9 +59,9 @@ pub fn peak_rss_mib() -> Option<f64> {
 
 pub fn run(a: ChatArgs) -> Result<std::process::ExitCode> {
     let cfg = TrainConfig::preset(&a.preset)?;
-    let device = diva_core::device::parse_device(&a.device)?;
-    let dtype: DType = a.dtype.into();
-    let (whisper, llm, split, n, label) = match &a.random_shape {
+    let device = diva_core::device::parse_device(&a.on.device)?;
+    let dtype: DType = a.on.dtype.into();
+    let (whisper, llm, split, n, label) = match &a.on.random_shape {
         Some(name) => {
             let shape = diva_core::models::shapes::shape(name)?;
             let n = a.num_queries.unwrap_or(shape.num_queries);
@@ -107,7 +99,7 @@ pub fn run(a: ChatArgs) -> Result<std::process::ExitCode> {
     let filters = MelFilters::new(whisper.config.num_mel_bins);
 
     let mut report = json!({
-        "models": label, "device": a.device, "dtype": format!("{dtype:?}"),
+        "models": label, "device": a.on.device, "dtype": format!("{dtype:?}"),
         "preset": a.preset, "num_queries": n, "gen_tokens": a.gen_tokens,
     });
     let mut encoder_ms = Vec::new();

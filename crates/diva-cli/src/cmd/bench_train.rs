@@ -29,20 +29,12 @@ pub struct TrainArgs {
     transcript_tokens: usize,
     #[arg(long, default_value_t = 3)]
     repeat: usize,
-    /// Where to run: cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Random weights in a named shape instead of the preset's real weights:
-    /// `tiny` (tiny.en + SmolLM2-135M) or `paper` (large-v3 + Llama-3-8B, N=448).
-    #[arg(long)]
-    random_shape: Option<String>,
+    #[command(flatten)]
+    on: crate::common::RunOn,
     /// Peak dense TFLOP/s of the device in the compute dtype, to report model
     /// FLOP utilisation (e.g. 989 for an H100 SXM in bf16).
     #[arg(long)]
     peak_tflops: Option<f64>,
-    /// Compute dtype of the frozen encoder and LLM (trainable weights stay f32).
-    #[arg(long, value_enum, default_value = "f32")]
-    dtype: crate::common::Precision,
 }
 
 /// The frozen parts a step needs, real or random.
@@ -116,14 +108,20 @@ pub fn run(a: TrainArgs) -> Result<std::process::ExitCode> {
         cfg.num_queries = n;
     }
     let b = a.batch.unwrap_or(cfg.micro_batch);
-    let device = diva_core::device::parse_device(&a.device)?;
-    let dtype: DType = a.dtype.into();
-    if let Some(name) = &a.random_shape {
+    let device = diva_core::device::parse_device(&a.on.device)?;
+    let dtype: DType = a.on.dtype.into();
+    if let Some(name) = &a.on.random_shape {
         if a.num_queries.is_none() {
             cfg.num_queries = diva_core::models::shapes::shape(name)?.num_queries;
         }
     }
-    let m = bench_models(&cfg, &a.preset, a.random_shape.as_deref(), dtype, &device)?;
+    let m = bench_models(
+        &cfg,
+        &a.preset,
+        a.on.random_shape.as_deref(),
+        dtype,
+        &device,
+    )?;
     let encoder = m.whisper.encoder(dtype, &device)?;
     let filters = MelFilters::new(m.whisper.config.num_mel_bins);
     let mels = (0..b)
@@ -226,7 +224,7 @@ pub fn run(a: TrainArgs) -> Result<std::process::ExitCode> {
             .unwrap_or_default()
     );
     let mut report = json!({
-        "models": m.label, "device": a.device, "dtype": format!("{dtype:?}"),
+        "models": m.label, "device": a.on.device, "dtype": format!("{dtype:?}"),
         "model_flops_per_step": flops, "model_tflops_per_s": tflops,
         "mfu": a.peak_tflops.map(|p| tflops / p),
         "peak_rss_mib": super::bench_chat::peak_rss_mib(),
