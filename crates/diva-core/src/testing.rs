@@ -49,6 +49,20 @@ pub fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
     norm(&(&a - &b).expect("difference")) / norm(&b)
 }
 
+/// Largest absolute elementwise difference of two tensors (any dtype), in f64.
+pub fn max_abs_diff_tensors(a: &Tensor, b: &Tensor) -> f64 {
+    let f = |t: &Tensor| {
+        t.to_dtype(DType::F64)
+            .and_then(|t| t.flatten_all())
+            .expect("tensor to f64")
+    };
+    (f(a) - f(b))
+        .and_then(|d| d.abs())
+        .and_then(|d| d.max(0))
+        .and_then(|d| d.to_scalar::<f64>())
+        .expect("difference")
+}
+
 /// Largest absolute elementwise difference.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());

@@ -90,18 +90,7 @@ fn loss(b: &Batch, c: &Connector) -> diva_train::losses::BatchLoss {
     .unwrap()
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-}
+use diva_core::testing::max_abs_diff_tensors as max_diff;
 
 #[test]
 fn batched_loss_with_padding_equals_pytorch() {

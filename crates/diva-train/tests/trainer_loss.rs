@@ -92,17 +92,7 @@ fn losses(c: &Case, conn: &Connector) -> student::Losses {
     .unwrap()
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    let f = |t: &Tensor| t.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    (f(a) - f(b))
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-}
+use diva_core::testing::max_abs_diff_tensors as max_diff;
 
 #[test]
 fn cached_teacher_losses_equal_the_official_padded_batch() {
