@@ -81,6 +81,22 @@ pub struct TinyDiva {
     pub connector: crate::models::connector::Connector,
 }
 
+impl TinyDiva {
+    /// Encoder states `[2, 1500, d]` of the fixture's two clips (`mel`, `mel2`
+    /// of `diva/expected.safetensors`), the batch the loss fixtures use.
+    pub fn batch_states(&self, dtype: DType) -> Tensor {
+        let fx = load_fixture("diva/expected.safetensors");
+        let mel = Tensor::cat(&[&fx["mel"], &fx["mel2"]], 0)
+            .and_then(|m| m.to_dtype(dtype))
+            .expect("fixture mels");
+        let encoder = self
+            .whisper
+            .encoder(dtype, &candle_core::Device::Cpu)
+            .expect("fixture encoder");
+        encoder.forward(&mel).expect("fixture encoder states")
+    }
+}
+
 pub fn tiny_diva(dtype: DType) -> TinyDiva {
     use crate::models::checkpoint::{self, DivaConfig};
     let dir = fixtures().join("diva/checkpoint");

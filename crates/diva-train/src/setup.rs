@@ -34,15 +34,6 @@ pub struct Frozen {
     pub dtype: DType,
 }
 
-/// An LLM's tokenizer: from the GGUF metadata, or the HF directory.
-pub fn load_tokenizer(llm_path: &Path) -> Result<LlmTokenizer> {
-    Ok(if llm_path.is_file() {
-        LlmTokenizer::from_gguf(llm_path)?
-    } else {
-        LlmTokenizer::from_hf_dir(llm_path)?
-    })
-}
-
 impl Frozen {
     /// Resolve and load both models (names, directories or hub ids).
     pub fn load(whisper: &str, llm: &str, device: &Device, dtype: DType) -> Result<Self> {
@@ -61,7 +52,7 @@ impl Frozen {
         // Training differentiates through the LLM, so weights are dense
         // (GGUF blocks are dequantized once here).
         let llm = load_llm(llm_path, WeightMode::Dense(dtype), device)?;
-        let tokenizer = load_tokenizer(llm_path)?;
+        let tokenizer = LlmTokenizer::from_path(llm_path)?;
         let split = PromptSplit::from_template(&tokenizer, None)?;
         let prompt = PromptEmbeds::new(&llm, &split)?;
         Ok(Self {

@@ -241,17 +241,12 @@ pub fn evaluate(
         .map(|e| e.teacher.to_dtype(DType::F32)?.to_vec1::<f32>())
         .collect::<candle_core::Result<_>>()?;
     let (retrieval, scored) = metrics::retrieval_at_1(&student_last, &teacher_last, opts.pool);
-    let chance = {
-        let pool = opts.pool.max(2);
-        let mut s = 0.0;
-        for start in (0..n).step_by(pool) {
-            let size = (start + pool).min(n) - start;
-            if size >= 2 {
-                s += size as f64 * (1.0 / size as f64);
-            }
-        }
-        s / scored.max(1) as f64
-    };
+    // Chance is 1/size per scored pool, so the per-clip mean is pools/clips.
+    let pools = (0..n)
+        .step_by(opts.pool.max(2))
+        .filter(|&start| (start + opts.pool.max(2)).min(n) - start >= 2)
+        .count();
+    let chance = pools as f64 / scored.max(1) as f64;
 
     let to_tensor = |rows: &[Vec<f32>]| -> Result<Tensor> {
         let flat: Vec<f32> = rows.iter().flatten().copied().collect();

@@ -23,24 +23,12 @@ struct Batch {
 }
 
 fn setup(dtype: DType) -> (Batch, Connector, std::collections::HashMap<String, Tensor>) {
-    let TinyDiva {
-        whisper,
-        llm,
-        connector,
-        ..
-    } = tiny_diva(dtype);
+    let tiny = tiny_diva(dtype);
+    let states = tiny.batch_states(dtype);
+    let TinyDiva { llm, connector, .. } = tiny;
     let fx =
         candle_core::safetensors::load(fixtures().join("diva/expected.safetensors"), &Device::Cpu)
             .unwrap();
-    let mel = Tensor::cat(&[&fx["mel"], &fx["mel2"]], 0)
-        .unwrap()
-        .to_dtype(dtype)
-        .unwrap();
-    let states = whisper
-        .encoder(dtype, &Device::Cpu)
-        .unwrap()
-        .forward(&mel)
-        .unwrap();
     let ids = |v: &[u32]| {
         llm.embed(&Tensor::new(v, &Device::Cpu).unwrap().unsqueeze(0).unwrap())
             .unwrap()

@@ -46,22 +46,9 @@ struct Case {
 }
 
 fn case(dtype: DType) -> (Case, Connector) {
-    let TinyDiva {
-        whisper,
-        llm,
-        connector,
-        ..
-    } = tiny_diva(dtype);
-    let fx = load_fixture("diva/expected.safetensors");
-    let mel = Tensor::cat(&[&fx["mel"], &fx["mel2"]], 0)
-        .unwrap()
-        .to_dtype(dtype)
-        .unwrap();
-    let states = whisper
-        .encoder(dtype, &Device::Cpu)
-        .unwrap()
-        .forward(&mel)
-        .unwrap();
+    let tiny = tiny_diva(dtype);
+    let states = tiny.batch_states(dtype);
+    let TinyDiva { llm, connector, .. } = tiny;
     let prompt = PromptEmbeds::from_ids(&llm, &PREFIX, &SUFFIX, false).unwrap();
     let transcripts = TRANSCRIPTS
         .iter()

@@ -245,7 +245,7 @@ fn llm_bench(a: LlmArgs) -> Result<ExitCode> {
     use candle_core::quantized::GgmlDType;
     use diva_core::models::llm::{load_llm, WeightMode};
     let path = cache::resolve_llm(&a.llm)?;
-    let tok = super::generate::load_tokenizer(&path)?;
+    let tok = diva_core::text::LlmTokenizer::from_path(&path)?;
     const TEXT: &str = "The history of speech recognition goes back to the 1950s, when researchers at Bell Labs built a system that could recognise spoken digits from a single speaker. ";
     let base = tok.encode(TEXT, false)?;
     let prompt: Vec<u32> = base.iter().copied().cycle().take(a.prompt_tokens).collect();

@@ -34,16 +34,6 @@ pub struct ChatArgs {
     on: crate::common::RunOn,
 }
 
-fn chirp(seconds: f32) -> Vec<f32> {
-    let n = (seconds * 16_000.0) as usize;
-    (0..n)
-        .map(|i| {
-            let t = i as f32 / 16_000.0;
-            0.3 * (2.0 * std::f32::consts::PI * (300.0 + 100.0 * (t % 3.0)) * t).sin()
-        })
-        .collect()
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -88,7 +78,7 @@ pub fn run(a: ChatArgs) -> Result<std::process::ExitCode> {
                 WeightMode::Dense(dtype)
             };
             let llm = load_llm(&llm_path, mode, &device)?;
-            let tokenizer = diva_train::setup::load_tokenizer(&llm_path)?;
+            let tokenizer = diva_core::text::LlmTokenizer::from_path(&llm_path)?;
             let split = PromptSplit::from_template(&tokenizer, None)?;
             let n = a.num_queries.unwrap_or(cfg.num_queries);
             (whisper, llm, split, n, format!("preset {}", a.preset))
@@ -106,7 +96,7 @@ pub fn run(a: ChatArgs) -> Result<std::process::ExitCode> {
     let mut decode_rates = Vec::new();
     eprintln!("chat, {label} (N={n}), median of {}:", a.repeat);
     for seconds in [5.0f32, 30.0] {
-        let pcm = chirp(seconds);
+        let pcm = super::bench_train::chirp(seconds, 300.0);
         let mut ttft = Vec::new();
         let mut parts = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
         for rep in 0..=a.repeat {

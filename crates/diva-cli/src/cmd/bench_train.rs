@@ -70,29 +70,20 @@ pub fn bench_models(
             }
         }
         None => {
-            let whisper_dir = diva_core::weights::cache::resolve_whisper(&preset.whisper)?;
-            let llm_path = diva_core::weights::cache::resolve_llm(&preset.llm)?;
-            let whisper = diva_core::models::whisper::WhisperWeights::load_dir(&whisper_dir)?;
-            let llm = diva_core::models::llm::load_llm(
-                &llm_path,
-                diva_core::models::llm::WeightMode::Dense(dtype),
-                device,
-            )?;
-            let tokenizer = diva_train::setup::load_tokenizer(&llm_path)?;
-            let split = diva_core::models::diva::PromptSplit::from_template(&tokenizer, None)?;
-            let prompt = student::PromptEmbeds::new(&llm, &split)?;
+            let f = diva_train::setup::Frozen::load(&preset.whisper, &preset.llm, device, dtype)?;
             BenchModels {
-                whisper,
-                llm,
-                prompt,
-                prompt_ids: (split.prefix, split.suffix),
+                whisper: f.whisper,
+                llm: f.llm,
+                prompt: f.prompt,
+                prompt_ids: (f.split.prefix, f.split.suffix),
                 label: format!("preset {preset_name}"),
             }
         }
     })
 }
 
-fn chirp(seconds: f32, f0: f32) -> Vec<f32> {
+/// A synthetic clip (a rising chirp); timing does not depend on content.
+pub fn chirp(seconds: f32, f0: f32) -> Vec<f32> {
     let n = (seconds * 16_000.0) as usize;
     (0..n)
         .map(|i| {

@@ -110,7 +110,7 @@ fn load(a: &mut Args) -> Result<Parts> {
             cache::resolve_llm(cache::DEFAULT_LLM)?,
         ),
     };
-    let tokenizer = super::generate::load_tokenizer(&llm_path)?;
+    let tokenizer = LlmTokenizer::from_path(&llm_path)?;
     let llm = load_llm(&llm_path, WeightMode::Quantized, &Device::Cpu)?;
     let whisper = WhisperWeights::load_dir(&whisper_dir)?;
     let connector = if a.cascade {

@@ -1,7 +1,7 @@
 //! `diva generate`: text chat with the LLM, one-shot or interactive.
 
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -39,18 +39,10 @@ pub struct Args {
     sampling: SamplingArgs,
 }
 
-pub fn load_tokenizer(path: &Path) -> Result<LlmTokenizer> {
-    Ok(if path.is_file() {
-        LlmTokenizer::from_gguf(path)?
-    } else {
-        LlmTokenizer::from_hf_dir(path)?
-    })
-}
-
 pub fn load(arg: &str, dense: bool) -> Result<(PathBuf, Llm, LlmTokenizer)> {
     let path = cache::resolve_llm(arg)?;
     let t0 = std::time::Instant::now();
-    let tokenizer = load_tokenizer(&path)?;
+    let tokenizer = LlmTokenizer::from_path(&path)?;
     let mode = if dense {
         WeightMode::Dense(candle_core::DType::F32)
     } else {

@@ -54,6 +54,16 @@ impl std::fmt::Debug for LlmTokenizer {
 }
 
 impl LlmTokenizer {
+    /// The tokenizer of an LLM path as `weights::cache::resolve_llm` returns
+    /// it: a `.gguf` file (metadata) or an HF directory.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        if path.is_file() {
+            Self::from_gguf(path)
+        } else {
+            Self::from_hf_dir(path)
+        }
+    }
+
     /// From a GGUF file's metadata (the tensors are not read).
     pub fn from_gguf(path: &Path) -> Result<Self> {
         let mut file = std::fs::File::open(path)
