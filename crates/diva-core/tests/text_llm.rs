@@ -843,10 +843,11 @@ fn diva_turn_boundary_is_end_of_turn_plus_user_header() {
 }
 
 /// The official DiVA split (tools/reference/make_prompt_ids_fixture.py) of
-/// Llama 3.1's template with the Llama 3 tokenizer and of SmolLM2's: the same
-/// prefix and suffix ids. Llama's suffix is the one in the official code.
+/// Llama 3.1's template with the Llama 3 tokenizer, of Qwen2.5's with Qwen's
+/// BPE ranks (tiktoken's ids) and of SmolLM2's: the same prefix and suffix ids.
+/// Llama's suffix is the one in the official code.
 #[test]
-fn diva_prompt_ids_match_the_official_split_for_llama3_and_smollm2() {
+fn diva_prompt_ids_match_the_official_split_for_llama3_qwen2_5_and_smollm2() {
     use diva_core::models::diva::PromptSplit;
     let fx: serde_json::Value =
         serde_json::from_str(&read_fixture("templates/prompt_ids.json")).unwrap();
@@ -869,7 +870,9 @@ fn diva_prompt_ids_match_the_official_split_for_llama3_and_smollm2() {
                 t.chat_template = Some(template_source("llama3_1"));
                 t
             }
-            _ => smollm2(),
+            "qwen2_5" => qwen2_5(),
+            "smollm2" => smollm2(),
+            other => panic!("unknown case {other}"),
         };
         let split = PromptSplit::from_template(&tok, None).unwrap();
         assert_eq!(
@@ -884,10 +887,62 @@ fn diva_prompt_ids_match_the_official_split_for_llama3_and_smollm2() {
             "{} suffix",
             case["name"]
         );
+        if case["name"] == "qwen2_5" {
+            // <|im_end|>\n<|im_start|>assistant\n
+            assert_eq!(split.suffix, vec![151645, 198, 151644, 77091, 198]);
+        }
         if case["name"] == "llama3_1" {
             assert_eq!(split.suffix, vec![128009, 128006, 78191, 128007, 271]);
             assert_eq!(split.prefix[0], 128000);
             assert!(split.prefix.ends_with(&[128006, 882, 128007, 271]));
         }
     }
+}
+
+/// Qwen2.5-Instruct's tokenizer, built from Qwen's tiktoken ranks, with its chat template.
+fn qwen2_5() -> LlmTokenizer {
+    use diva_core::text::TiktokenSpec;
+    let ranks = diva_core::weights::cache::models_dir().join("qwen2.5-tokenizer/qwen.tiktoken");
+    assert!(
+        ranks.is_file(),
+        "run scripts/fetch-models qwen2.5-tokenizer (the test command does)"
+    );
+    LlmTokenizer::from_tiktoken(
+        &ranks,
+        &TiktokenSpec::qwen2_instruct(),
+        Some(template_source("qwen2_5")),
+    )
+    .unwrap()
+}
+
+/// The tokenizer built from tiktoken ranks encodes like tiktoken itself on text that
+/// exercises the split regex (contractions, digits, newlines, runs of spaces, non-ASCII) and
+/// round-trips it; a malformed rank file is refused with the line named.
+#[test]
+fn tiktoken_ranks_give_qwen2_5_ids() {
+    let fx: serde_json::Value =
+        serde_json::from_str(&read_fixture("templates/tiktoken_ids.json")).unwrap();
+    let tok = qwen2_5();
+    assert_eq!(tok.vocab_size(), 151_643 + 22);
+    assert_eq!(tok.eos.1, 151_645);
+    for case in fx["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let want: Vec<u32> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(tok.encode(text, false).unwrap(), want, "{text:?}");
+        assert_eq!(tok.decode(&want, false).unwrap(), text);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.tiktoken");
+    std::fs::write(&bad, "IQ== 0\nnot-base64! 1\n").unwrap();
+    let err =
+        LlmTokenizer::from_tiktoken(&bad, &diva_core::text::TiktokenSpec::qwen2_instruct(), None)
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("line 2") && err.contains("base64"), "{err}");
 }

@@ -70,14 +70,6 @@ struct Parts {
     connector: Option<Connector>,
 }
 
-fn resolve_ref(dir: &Path, r: &str, llm: bool) -> Result<PathBuf> {
-    Ok(match DivaConfig::local_reference(dir, r) {
-        Some(p) => p,
-        None if llm => cache::resolve_llm(r)?,
-        None => cache::resolve_whisper(r)?,
-    })
-}
-
 /// The default model: `$DIVA_MODEL`, else the one shipped in this source tree.
 pub fn default_model() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("DIVA_MODEL").filter(|p| !p.is_empty()) {
@@ -98,13 +90,7 @@ fn load(a: &mut Args) -> Result<Parts> {
         }
     }
     let (whisper_dir, llm_path) = match &a.model {
-        Some(dir) => {
-            let cfg = DivaConfig::read(dir)?;
-            (
-                resolve_ref(dir, &cfg.reference_encoder, false)?,
-                resolve_ref(dir, &cfg.reference_decoder, true)?,
-            )
-        }
+        Some(dir) => DivaConfig::read(dir)?.resolve_references(dir)?,
         None => (
             cache::resolve_whisper(cache::DEFAULT_WHISPER)?,
             cache::resolve_llm(cache::DEFAULT_LLM)?,

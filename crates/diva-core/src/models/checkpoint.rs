@@ -51,6 +51,21 @@ impl DivaConfig {
         };
         candidate.exists().then_some(candidate)
     }
+
+    /// The reference encoder's and decoder's local paths: a local reference as is, a
+    /// fetched short name from the diva cache, a hub id through hf-hub (the Hugging Face
+    /// cache first). The decoder path is a `.gguf` file or an HF directory.
+    pub fn resolve_references(&self, dir: &Path) -> Result<(PathBuf, PathBuf)> {
+        let encoder = match Self::local_reference(dir, &self.reference_encoder) {
+            Some(p) => p,
+            None => crate::weights::cache::resolve_whisper(&self.reference_encoder)?,
+        };
+        let decoder = match Self::local_reference(dir, &self.reference_decoder) {
+            Some(p) => p,
+            None => crate::weights::cache::resolve_llm(&self.reference_decoder)?,
+        };
+        Ok((encoder, decoder))
+    }
 }
 
 /// Load the connector of a checkpoint. `whisper` gives the decoder's shape

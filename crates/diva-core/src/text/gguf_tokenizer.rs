@@ -279,7 +279,7 @@ fn post_processor(
 }
 
 /// GPT-2's `bytes_to_unicode`: the printable character standing for each byte.
-fn byte_to_char() -> [char; 256] {
+pub(crate) fn byte_to_char() -> [char; 256] {
     let mut table = ['\0'; 256];
     let mut n = 0u32;
     for b in 0..=255u8 {

@@ -7,6 +7,7 @@ use candle_core::quantized::gguf_file::Content;
 
 use super::chat_template::ChatTemplate;
 use super::gguf_tokenizer::{tokenizer_from_gguf, Meta};
+use super::tiktoken::{tokenizer_from_tiktoken, TiktokenSpec};
 use crate::{Error, Result};
 
 /// Tokens that end a turn in the chat formats we know; the ones the vocabulary has join `eos`
@@ -198,6 +199,31 @@ impl LlmTokenizer {
             stop_ids,
             chat_template,
             add_bos,
+        })
+    }
+
+    /// From a tiktoken rank file (`qwen.tiktoken`) and what its model family adds to it
+    /// (`TiktokenSpec::qwen2_instruct()`); such files carry no chat template, so pass the model's.
+    pub fn from_tiktoken(
+        path: &Path,
+        spec: &TiktokenSpec,
+        chat_template: Option<String>,
+    ) -> Result<Self> {
+        let tokenizer = tokenizer_from_tiktoken(path, spec)?;
+        let eos_id = tokenizer.token_to_id(&spec.eos).ok_or_else(|| {
+            Error::Config(format!(
+                "eos token {} is not a special token of the spec",
+                spec.eos
+            ))
+        })?;
+        let stop_ids = stop_ids(&tokenizer, eos_id, &[]);
+        Ok(Self {
+            tokenizer,
+            bos: None,
+            eos: (spec.eos.clone(), eos_id),
+            stop_ids,
+            chat_template,
+            add_bos: false,
         })
     }
 

@@ -31,8 +31,17 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<TensorMap> {
 
 /// Resolve `id` (e.g. `openai/whisper-tiny.en`) to a local snapshot directory
 /// through hf-hub, downloading config, tokenizer and weights as needed.
+///
+/// Files already in the Hugging Face cache are used without network access.
+/// The cache and endpoint follow `HF_HOME` and `HF_ENDPOINT`, as Python's
+/// `huggingface_hub` does; with `HF_HUB_OFFLINE=1` only the cache is read.
 pub fn fetch_repo(id: &str, files: &[&str]) -> Result<PathBuf> {
-    let api = hf_hub::api::sync::Api::new()
+    let cache = hf_hub::Cache::from_env();
+    if offline() {
+        return from_cache(&cache, id, files);
+    }
+    let api = hf_hub::api::sync::ApiBuilder::from_env()
+        .build()
         .map_err(|e| Error::Config(format!("cannot start the Hugging Face hub client: {e}")))?;
     let repo = api.model(id.to_string());
     let mut dir = None;
@@ -58,12 +67,59 @@ pub fn fetch_repo(id: &str, files: &[&str]) -> Result<PathBuf> {
             }
             Err(e) => {
                 return Err(Error::Config(format!(
-                    "cannot download {f} of {id} from the hub: {e}"
+                    "cannot download {f} of {id} from the hub: {e} (a copy in the Hugging Face \
+                     cache, {}, is used without network access)",
+                    cache.path().display()
                 )))
             }
         }
     }
     dir.ok_or_else(|| Error::Config(format!("hub repo {id}: nothing downloaded")))
+}
+
+/// `HF_HUB_OFFLINE` set to a true value, as `huggingface_hub` reads it.
+fn offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE")
+        .map(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
+        .unwrap_or(false)
+}
+
+/// The snapshot directory of `id` in the cache, when it holds all of `files`
+/// (or the shards of `model.safetensors.index.json` in place of `model.safetensors`).
+fn from_cache(cache: &hf_hub::Cache, id: &str, files: &[&str]) -> Result<PathBuf> {
+    let repo = cache.model(id.to_string());
+    let missing = |f: &str| {
+        Error::Config(format!(
+            "{f} of {id} is not in the Hugging Face cache ({}) and HF_HUB_OFFLINE is set: \
+             unset it to download, or point HF_HOME at a cache that has the repo",
+            cache.path().display()
+        ))
+    };
+    let mut dir = None;
+    for f in files {
+        let path = match repo.get(f) {
+            Some(p) => p,
+            None if *f == "model.safetensors" => {
+                let idx = repo
+                    .get("model.safetensors.index.json")
+                    .ok_or_else(|| missing(f))?;
+                for shard in safetensors_io::shards_from_index(&idx)? {
+                    if !shard.is_file() {
+                        return Err(missing(&shard.display().to_string()));
+                    }
+                }
+                idx
+            }
+            None => return Err(missing(f)),
+        };
+        dir = path.parent().map(Path::to_path_buf);
+    }
+    dir.ok_or_else(|| Error::Config(format!("hub repo {id}: no files asked for")))
 }
 
 /// Whether a string looks like a hub id (`owner/name`) rather than a path.
