@@ -4,8 +4,12 @@
 //! `sdpa` carry no gradient and silently cut the graph. Anything a loss flows
 //! through (the connector, the LLM) must run in [`Exec::Autograd`]; frozen,
 //! inference-only paths use [`Exec::Fused`]. Both compute the same function.
+//! On CPU (f32/f64) the autograd norms and softmax are fused kernels with
+//! their own backward (`kernels::rowwise`); elsewhere they are elementary ops.
 
 use candle_core::{DType, Result, Tensor, D};
+
+use super::kernels::rowwise;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Exec {
@@ -68,6 +72,11 @@ pub fn layer_norm(
             let dtype = x.dtype();
             let work = compute_dtype(dtype);
             let x = x.to_dtype(work)?;
+            if rowwise::supported(&x) {
+                // One fused pass each way; the affine part stays differentiable candle ops.
+                let normed = rowwise::standardize(&x, eps)?.to_dtype(dtype)?;
+                return normed.broadcast_mul(weight)?.broadcast_add(bias);
+            }
             let mean = x.mean_keepdim(D::Minus1)?;
             let centred = x.broadcast_sub(&mean)?;
             let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
@@ -90,6 +99,7 @@ pub fn softmax_last(x: &Tensor, exec: Exec) -> Result<Tensor> {
     }
     match exec {
         Exec::Fused => crate::models::kernels::softmax::softmax_last_dim(x),
+        Exec::Autograd if rowwise::supported(x) => rowwise::softmax(x),
         Exec::Autograd => {
             let max = x.max_keepdim(D::Minus1)?.detach();
             let e = x.broadcast_sub(&max)?.exp()?;

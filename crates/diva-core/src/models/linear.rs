@@ -10,10 +10,13 @@
 //! weight would also get a `[out, in]` gradient nobody reads: a third matmul
 //! per layer and a weight-sized buffer. When the input carries a gradient and
 //! the weight does not, [`FrozenMatmul`] computes the same product with a
-//! backward pass for the input only.
+//! backward pass for the input only. The converse case, a trainable weight on
+//! a constant input (the connector's cross-attention keys and values of the
+//! frozen encoder's states), goes through [`ConstInputMatmul`], whose backward
+//! skips the `[b·1500, d]` gradient of the encoder states.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Storage, Tensor};
 
 #[derive(Debug, Clone)]
 pub struct Linear {
@@ -33,6 +36,8 @@ impl Linear {
         let x2 = x.reshape((rows, d_in))?;
         let y = if x2.track_op() && !self.weight.track_op() {
             x2.apply_op1(FrozenMatmul::new(&self.weight, &x2)?)?
+        } else if !x2.track_op() && self.weight.track_op() {
+            x2.apply_op2(&self.weight, ConstInputMatmul)?
         } else {
             x2.matmul(&self.weight.t()?)?
         };
@@ -117,5 +122,112 @@ impl CustomOp1 for FrozenMatmul {
 
     fn bwd(&self, _x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(grad.matmul(&self.weight)?))
+    }
+}
+
+/// `x Wᵀ` for a constant `x` and a trainable `W`: backward returns
+/// `∂W = ∂yᵀ · x` only.
+pub struct ConstInputMatmul;
+
+impl ConstInputMatmul {
+    fn run<S: BackendStorage>(
+        x: &S,
+        x_layout: &Layout,
+        w: &S,
+        w_layout: &Layout,
+    ) -> Result<(S, Shape)> {
+        let (m, k) = x_layout.shape().dims2()?;
+        let (n, kw) = w_layout.shape().dims2()?;
+        if k != kw {
+            candle_core::bail!(
+                "const-input matmul: input [{m}, {k}] does not fit weight [{n}, {kw}]"
+            );
+        }
+        let wt = w_layout.transpose(0, 1)?;
+        Ok((
+            x.matmul(w, (1, m, n, k), x_layout, &wt)?,
+            Shape::from((m, n)),
+        ))
+    }
+}
+
+impl CustomOp2 for ConstInputMatmul {
+    fn name(&self) -> &'static str {
+        "const-input-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        xl: &Layout,
+        w: &CpuStorage,
+        wl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Self::run(x, xl, w, wl)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::CudaStorage,
+        xl: &Layout,
+        w: &candle_core::CudaStorage,
+        wl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        Self::run(x, xl, w, wl)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        _w: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((None, Some(grad.t()?.matmul(x)?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Var};
+
+    /// Each special-cased product gives the value and the gradients of the
+    /// plain matmul for the operand that is trained.
+    #[test]
+    fn frozen_weight_and_const_input_paths_match_plain_matmul() {
+        let dev = Device::Cpu;
+        let x0 = Tensor::randn(0f64, 1.0, (2, 5, 4), &dev).unwrap();
+        let w0 = Tensor::randn(0f64, 1.0, (3, 4), &dev).unwrap();
+        let b0 = Tensor::randn(0f64, 1.0, 3, &dev).unwrap();
+        let coeffs = Tensor::randn(0f64, 1.0, (2, 5, 3), &dev).unwrap();
+        let loss = |y: &Tensor| (y * &coeffs).unwrap().sqr().unwrap().sum_all().unwrap();
+        let plain = |x: &Tensor, w: &Tensor| {
+            x.broadcast_matmul(&w.t().unwrap())
+                .unwrap()
+                .broadcast_add(&b0)
+                .unwrap()
+        };
+        // Trainable weight, constant input.
+        let w = Var::from_tensor(&w0).unwrap();
+        let layer = Linear::new(w.as_tensor().clone(), Some(b0.clone()));
+        let y = layer.forward(&x0).unwrap();
+        let yp = plain(&x0, w.as_tensor());
+        let g = loss(&y).backward().unwrap();
+        let gp = loss(&yp).backward().unwrap();
+        assert!(crate::testing::rel_l2(&y, &yp) < 1e-14);
+        let (gw, gwp) = (g.get(&w).unwrap(), gp.get(&w).unwrap());
+        assert!(crate::testing::rel_l2(gw, gwp) < 1e-14);
+        // Frozen weight, trainable input.
+        let x = Var::from_tensor(&x0).unwrap();
+        let layer = Linear::new(w0.clone(), Some(b0.clone()));
+        let g = loss(&layer.forward(x.as_tensor()).unwrap())
+            .backward()
+            .unwrap();
+        let gp = loss(&plain(x.as_tensor(), &w0)).backward().unwrap();
+        let (gx, gxp) = (g.get(&x).unwrap(), gp.get(&x).unwrap());
+        assert!(crate::testing::rel_l2(gx, gxp) < 1e-14);
+        assert_eq!(gx.dtype(), DType::F64);
     }
 }

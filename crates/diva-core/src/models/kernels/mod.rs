@@ -1,6 +1,9 @@
-//! CPU kernels where candle's generic ones are the bottleneck. Inference only:
-//! none of these carry a gradient (training uses `Exec::Autograd` ops).
+//! CPU kernels where candle's generic ones are the bottleneck. `rowwise` and
+//! `rope` carry gradients (fused backward kernels, for `Exec::Autograd`); the
+//! others are inference only.
 
 pub mod fast_exp;
 pub mod gelu;
+pub mod rope;
+pub mod rowwise;
 pub mod softmax;

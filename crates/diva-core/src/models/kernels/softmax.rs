@@ -24,23 +24,28 @@ impl CustomOp1 for SoftmaxLastDim {
         let src = &src[start..end];
         let n = layout.shape().dims().last().copied().unwrap_or(1).max(1);
         let mut dst = vec![0f32; src.len()];
-        dst.par_chunks_mut(n)
-            .zip(src.par_chunks(n))
-            .for_each(|(d, s)| {
-                // Separate passes with no loop-carried float dependency, so each
-                // one auto-vectorises (a running `sum +=` would serialise the exp).
-                let max = max8(s);
-                let max = if max.is_finite() { max } else { 0.0 };
-                for (o, &v) in d.iter_mut().zip(s) {
-                    *o = fast_exp::exp(v - max);
-                }
-                let inv = 1.0 / sum8(d);
-                for o in d.iter_mut() {
-                    *o *= inv;
-                }
-            });
+        softmax_rows(src, &mut dst, n);
         Ok((CpuStorage::F32(dst), layout.shape().clone()))
     }
+}
+
+/// Softmax of each length-`n` row of `src` into `dst`, rows in parallel.
+pub(crate) fn softmax_rows(src: &[f32], dst: &mut [f32], n: usize) {
+    dst.par_chunks_mut(n)
+        .zip(src.par_chunks(n))
+        .for_each(|(d, s)| {
+            // Separate passes with no loop-carried float dependency, so each
+            // one auto-vectorises (a running `sum +=` would serialise the exp).
+            let max = max8(s);
+            let max = if max.is_finite() { max } else { 0.0 };
+            for (o, &v) in d.iter_mut().zip(s) {
+                *o = fast_exp::exp(v - max);
+            }
+            let inv = 1.0 / sum8(d);
+            for o in d.iter_mut() {
+                *o *= inv;
+            }
+        });
 }
 
 /// Sum with 8 independent accumulators, so the loop vectorises.

@@ -6,6 +6,7 @@ use candle_core::{DType, Module, Result, Tensor, D};
 
 use super::rope::Rope;
 use crate::models::exec::{self, Exec};
+use crate::models::kernels::rowwise;
 use crate::models::linear::Linear;
 
 /// A projection `y = x Wᵀ (+ b)`. Quantized weights stay quantized for
@@ -66,6 +67,10 @@ impl RmsNorm {
                 let dtype = x.dtype();
                 let work = exec::compute_dtype(dtype);
                 let xf = x.to_dtype(work)?;
+                if rowwise::supported(&xf) {
+                    let normed = rowwise::rms_normalize(&xf, self.eps)?.to_dtype(dtype)?;
+                    return normed.broadcast_mul(&self.weight);
+                }
                 let ms = xf.sqr()?.mean_keepdim(D::Minus1)?;
                 let normed = xf
                     .broadcast_div(&(ms + self.eps)?.sqrt()?)?

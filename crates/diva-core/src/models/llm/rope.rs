@@ -3,7 +3,7 @@
 use candle_core::{DType, Device, Result, Tensor, D};
 
 use super::config::{Llama3Scaling, LlmConfig, RopeStyle};
-use crate::models::Exec;
+use crate::models::{kernels, Exec};
 
 /// Precomputed `cos`/`sin` tables `[max_positions, head_dim / 2]`.
 #[derive(Debug, Clone)]
@@ -79,6 +79,9 @@ impl Rope {
             }
             (Exec::Fused, RopeStyle::Interleaved) => {
                 candle_nn::rotary_emb::rope_i(&x.contiguous()?, &cos, &sin)
+            }
+            (Exec::Autograd, RopeStyle::Half) if kernels::rope::supported(x) => {
+                kernels::rope::rope_half(x, &cos, &sin)
             }
             (Exec::Autograd, RopeStyle::Half) => {
                 let half = x.dim(D::Minus1)? / 2;
