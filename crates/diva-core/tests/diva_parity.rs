@@ -6,24 +6,11 @@
 mod common;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
-use common::{fixtures, load_fixture, rel_l2};
+use common::{fixtures, ids, json_ids, load_fixture, rel_l2};
 use diva_core::models::checkpoint::{self, DivaConfig};
 use diva_core::models::whisper::WhisperWeights;
 use diva_core::models::Exec;
 use diva_core::testing::{tiny_diva, TinyDiva};
-
-fn ids(v: &[u32]) -> Tensor {
-    Tensor::new(v, &Device::Cpu).unwrap().unsqueeze(0).unwrap()
-}
-
-fn json_ids(cfg: &DivaConfig, key: &str) -> Vec<u32> {
-    cfg.extra[key]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
-}
 
 #[test]
 fn official_checkpoint_matches_pytorch() {

@@ -13,7 +13,7 @@ mod common;
 use std::path::Path;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
-use common::{fixtures, load_fixture, rel_l2};
+use common::{fixtures, ids, json_ids, load_fixture, rel_l2};
 use diva_core::models::checkpoint::{self, DivaConfig};
 use diva_core::models::llm::{load_llm, WeightMode};
 use diva_core::models::whisper::WhisperWeights;
@@ -38,19 +38,6 @@ fn cache_repo(hub: &Path, id: &str, src: &Path, files: &[&str]) {
             std::fs::write(snap.join(f), "{}").unwrap();
         }
     }
-}
-
-fn ids(v: &[u32]) -> Tensor {
-    Tensor::new(v, &Device::Cpu).unwrap().unsqueeze(0).unwrap()
-}
-
-fn json_ids(cfg: &DivaConfig, key: &str) -> Vec<u32> {
-    cfg.extra[key]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
 }
 
 #[test]

@@ -76,22 +76,23 @@ impl FrozenMatmul {
     }
 }
 
-impl FrozenMatmul {
-    fn run<S: BackendStorage>(
-        &self,
-        x: &S,
-        x_layout: &Layout,
-        w: &S,
-        w_layout: &Layout,
-    ) -> Result<(S, Shape)> {
-        let (m, k) = x_layout.shape().dims2()?;
-        let n = w_layout.shape().dims()[0];
-        let wt = w_layout.transpose(0, 1)?;
-        Ok((
-            x.matmul(w, (1, m, n, k), x_layout, &wt)?,
-            Shape::from((m, n)),
-        ))
+/// `x Wᵀ` on storages: `x` `[m, k]`, `W` `[n, k]`.
+fn matmul_xwt<S: BackendStorage>(
+    x: &S,
+    x_layout: &Layout,
+    w: &S,
+    w_layout: &Layout,
+) -> Result<(S, Shape)> {
+    let (m, k) = x_layout.shape().dims2()?;
+    let (n, kw) = w_layout.shape().dims2()?;
+    if k != kw {
+        candle_core::bail!("matmul: input [{m}, {k}] does not fit weight [{n}, {kw}]");
     }
+    let wt = w_layout.transpose(0, 1)?;
+    Ok((
+        x.matmul(w, (1, m, n, k), x_layout, &wt)?,
+        Shape::from((m, n)),
+    ))
 }
 
 impl CustomOp1 for FrozenMatmul {
@@ -102,7 +103,7 @@ impl CustomOp1 for FrozenMatmul {
     fn cpu_fwd(&self, x: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (w, wl) = self.weight.storage_and_layout();
         match &*w {
-            Storage::Cpu(w) => self.run(x, layout, w, wl),
+            Storage::Cpu(w) => matmul_xwt(x, layout, w, wl),
             _ => candle_core::bail!("frozen matmul: weight and input on different devices"),
         }
     }
@@ -115,7 +116,7 @@ impl CustomOp1 for FrozenMatmul {
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let (w, wl) = self.weight.storage_and_layout();
         match &*w {
-            Storage::Cuda(w) => self.run(x, layout, w, wl),
+            Storage::Cuda(w) => matmul_xwt(x, layout, w, wl),
             _ => candle_core::bail!("frozen matmul: weight and input on different devices"),
         }
     }
@@ -129,28 +130,6 @@ impl CustomOp1 for FrozenMatmul {
 /// `∂W = ∂yᵀ · x` only.
 pub struct ConstInputMatmul;
 
-impl ConstInputMatmul {
-    fn run<S: BackendStorage>(
-        x: &S,
-        x_layout: &Layout,
-        w: &S,
-        w_layout: &Layout,
-    ) -> Result<(S, Shape)> {
-        let (m, k) = x_layout.shape().dims2()?;
-        let (n, kw) = w_layout.shape().dims2()?;
-        if k != kw {
-            candle_core::bail!(
-                "const-input matmul: input [{m}, {k}] does not fit weight [{n}, {kw}]"
-            );
-        }
-        let wt = w_layout.transpose(0, 1)?;
-        Ok((
-            x.matmul(w, (1, m, n, k), x_layout, &wt)?,
-            Shape::from((m, n)),
-        ))
-    }
-}
-
 impl CustomOp2 for ConstInputMatmul {
     fn name(&self) -> &'static str {
         "const-input-matmul"
@@ -163,7 +142,7 @@ impl CustomOp2 for ConstInputMatmul {
         w: &CpuStorage,
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        Self::run(x, xl, w, wl)
+        matmul_xwt(x, xl, w, wl)
     }
 
     #[cfg(feature = "cuda")]
@@ -174,7 +153,7 @@ impl CustomOp2 for ConstInputMatmul {
         w: &candle_core::CudaStorage,
         wl: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        Self::run(x, xl, w, wl)
+        matmul_xwt(x, xl, w, wl)
     }
 
     fn bwd(
