@@ -2,7 +2,7 @@
 //! distils better than the untrained connector on real human speech it never
 //! saw: a fixed subset of the Asterisk prompts (every 25th), scored by
 //! `diva eval-distill`. The model card has the full numbers. Measured when it
-//! landed (23 clips): distill 16.1 vs 20.7, align 3.3 vs 143.8, retrieval@1
+//! landed (23 clips): distill 16.0 vs 20.7, align 3.5 vs 143.8, retrieval@1
 //! 0.13 vs 0.04 (chance 0.04), first token 0.70 vs 0.04 (majority 0.83).
 
 use std::path::PathBuf;
