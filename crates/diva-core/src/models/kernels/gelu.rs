@@ -37,10 +37,7 @@ impl CustomOp1 for GeluErf {
         let CpuStorage::F32(src) = storage else {
             candle_core::bail!("diva gelu: f32 only");
         };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("diva gelu: input must be contiguous");
-        };
-        let src = &src[start..end];
+        let src = super::contiguous_slice(src, layout, self.name())?;
         let mut dst = vec![0f32; src.len()];
         dst.par_chunks_mut(4096)
             .zip(src.par_chunks(4096))

@@ -68,9 +68,6 @@ impl CustomOp1 for RopeHalf {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (_, _, t, d) = layout.shape().dims4()?;
-        let Some((a, b)) = layout.contiguous_offsets() else {
-            candle_core::bail!("rope: input must be contiguous");
-        };
         let (cos, cl) = self.cos.storage_and_layout();
         let (sin, sl) = self.sin.storage_and_layout();
         let out = match (storage, &*cos, &*sin) {
@@ -79,7 +76,7 @@ impl CustomOp1 for RopeHalf {
                 candle_core::Storage::Cpu(CpuStorage::F32(c)),
                 candle_core::Storage::Cpu(CpuStorage::F32(s)),
             ) => CpuStorage::F32(rotate(
-                &x[a..b],
+                super::contiguous_slice(x, layout, self.name())?,
                 &c[cl.start_offset()..],
                 &s[sl.start_offset()..],
                 t,
@@ -90,7 +87,7 @@ impl CustomOp1 for RopeHalf {
                 candle_core::Storage::Cpu(CpuStorage::F64(c)),
                 candle_core::Storage::Cpu(CpuStorage::F64(s)),
             ) => CpuStorage::F64(rotate(
-                &x[a..b],
+                super::contiguous_slice(x, layout, self.name())?,
                 &c[cl.start_offset()..],
                 &s[sl.start_offset()..],
                 t,

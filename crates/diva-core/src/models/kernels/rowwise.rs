@@ -18,6 +18,8 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape
 use num_traits::Float;
 use rayon::prelude::*;
 
+use super::contiguous_slice;
+
 #[derive(Debug, Clone, Copy)]
 enum RowOp {
     /// `y = softmax(x)`; backward keeps `y`.
@@ -38,6 +40,12 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1(Fwd(RowOp::Softmax))
 }
 
+/// Softmax over the last dimension without a backward (inference): the same
+/// kernel, no graph node.
+pub(crate) fn softmax_no_grad(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1_no_bwd(&Fwd(RowOp::Softmax))
+}
+
 /// `x / sqrt(mean(x²) + eps)` over the last dimension, differentiable.
 pub fn rms_normalize(x: &Tensor, eps: f64) -> Result<Tensor> {
     x.contiguous()?.apply_op1(Fwd(RowOp::Rms { eps }))
@@ -56,13 +64,6 @@ fn row_len(layout: &Layout) -> usize {
     layout.shape().dims().last().copied().unwrap_or(1).max(1)
 }
 
-fn contiguous<'a, T>(v: &'a [T], layout: &Layout, what: &str) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("{what}: input must be contiguous"),
-    }
-}
-
 /// Rows per rayon task: enough work per task that scheduling stays cheap.
 fn min_rows(n: usize) -> usize {
     (4096 / n).max(1)
@@ -77,7 +78,7 @@ impl CustomOp1 for Fwd {
         let n = row_len(layout);
         let out = match storage {
             CpuStorage::F32(v) => {
-                let src = contiguous(v, layout, self.name())?;
+                let src = contiguous_slice(v, layout, self.name())?;
                 let mut dst = vec![0f32; src.len()];
                 match self.0 {
                     // The inference kernel (vectorised exp) is the same function.
@@ -87,7 +88,7 @@ impl CustomOp1 for Fwd {
                 CpuStorage::F32(dst)
             }
             CpuStorage::F64(v) => {
-                let src = contiguous(v, layout, self.name())?;
+                let src = contiguous_slice(v, layout, self.name())?;
                 let mut dst = vec![0f64; src.len()];
                 forward_rows(self.0, src, &mut dst, n);
                 CpuStorage::F64(dst)
@@ -133,8 +134,8 @@ impl CustomOp2 for Bwd {
         let out = match (s1, s2) {
             (CpuStorage::F32(a), CpuStorage::F32(g)) => {
                 let (a, g) = (
-                    contiguous(a, l1, self.name())?,
-                    contiguous(g, l2, self.name())?,
+                    contiguous_slice(a, l1, self.name())?,
+                    contiguous_slice(g, l2, self.name())?,
                 );
                 let mut dst = vec![0f32; a.len()];
                 backward_rows(self.0, a, g, &mut dst, n);
@@ -142,8 +143,8 @@ impl CustomOp2 for Bwd {
             }
             (CpuStorage::F64(a), CpuStorage::F64(g)) => {
                 let (a, g) = (
-                    contiguous(a, l1, self.name())?,
-                    contiguous(g, l2, self.name())?,
+                    contiguous_slice(a, l1, self.name())?,
+                    contiguous_slice(g, l2, self.name())?,
                 );
                 let mut dst = vec![0f64; a.len()];
                 backward_rows(self.0, a, g, &mut dst, n);

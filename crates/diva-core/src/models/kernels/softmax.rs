@@ -1,33 +1,12 @@
 //! Softmax over the last dimension for contiguous f32 on CPU: rows in
 //! parallel, max / exp / normalise in three passes with [`super::fast_exp`].
-//! Other dtypes and devices fall back to candle's kernel.
+//! The op itself is `rowwise`'s (which adds the backward for training); other
+//! dtypes and devices fall back to candle's kernel.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
 use super::fast_exp;
-
-struct SoftmaxLastDim;
-
-impl CustomOp1 for SoftmaxLastDim {
-    fn name(&self) -> &'static str {
-        "diva-softmax-last-dim"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(src) = storage else {
-            candle_core::bail!("diva softmax: f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("diva softmax: input must be contiguous");
-        };
-        let src = &src[start..end];
-        let n = layout.shape().dims().last().copied().unwrap_or(1).max(1);
-        let mut dst = vec![0f32; src.len()];
-        softmax_rows(src, &mut dst, n);
-        Ok((CpuStorage::F32(dst), layout.shape().clone()))
-    }
-}
 
 /// Softmax of each length-`n` row of `src` into `dst`, rows in parallel.
 pub(crate) fn softmax_rows(src: &[f32], dst: &mut [f32], n: usize) {
@@ -86,7 +65,7 @@ fn max8(x: &[f32]) -> f32 {
 /// Softmax over the last dimension (inference only: no gradient).
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
-        x.contiguous()?.apply_op1_no_bwd(&SoftmaxLastDim)
+        super::rowwise::softmax_no_grad(x)
     } else {
         candle_nn::ops::softmax_last_dim(&x.contiguous()?)
     }
