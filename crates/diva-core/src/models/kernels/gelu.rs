@@ -42,9 +42,14 @@ impl CustomOp1 for GeluErf {
         dst.par_chunks_mut(4096)
             .zip(src.par_chunks(4096))
             .for_each(|(d, s)| {
-                for (o, &v) in d.iter_mut().zip(s) {
-                    *o = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
-                }
+                super::with_best_simd(
+                    #[inline(always)]
+                    || {
+                        for (o, &v) in d.iter_mut().zip(s) {
+                            *o = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+                        }
+                    },
+                )
             });
         Ok((CpuStorage::F32(dst), layout.shape().clone()))
     }

@@ -1,7 +1,8 @@
 //! CPU kernels where candle's generic ones are the bottleneck. `rowwise` and
 //! `rope` carry gradients (fused backward kernels, for `Exec::Autograd`); the
-//! others are inference only.
+//! others (blocked attention, GELU, softmax) are inference only.
 
+pub mod attention;
 pub mod fast_exp;
 pub mod gelu;
 pub mod rope;
@@ -18,4 +19,17 @@ pub(crate) fn contiguous_slice<'a, T>(
         Some((a, b)) => Ok(&v[a..b]),
         None => candle_core::bail!("{kernel}: input must be contiguous"),
     }
+}
+
+/// Run `f` compiled for the widest SIMD level this CPU has, detected at run
+/// time (AVX2 + FMA on x86-64 where present, NEON on aarch64).
+///
+/// diva is built for baseline x86-64 so one binary runs anywhere, and there
+/// the kernels' loops auto-vectorise to 4-wide SSE2 only. `f` and everything
+/// it calls must be `#[inline(always)]` to be compiled inside the dispatched
+/// function; call this per task or per row, inside the parallel loop (rayon's
+/// closures are separate functions).
+#[inline(always)]
+pub(crate) fn with_best_simd<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
 }

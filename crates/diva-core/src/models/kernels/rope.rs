@@ -47,16 +47,21 @@ fn rotate<T: Float + Send + Sync>(x: &[T], cos: &[T], sin: &[T], t: usize, d: us
     y.par_chunks_mut(t * d)
         .zip(x.par_chunks(t * d))
         .for_each(|(y, x)| {
-            for p in 0..t {
-                let (c, s) = (&cos[p * half..][..half], &sin[p * half..][..half]);
-                let (x, y) = (&x[p * d..][..d], &mut y[p * d..][..d]);
-                let (x1, x2) = x.split_at(half);
-                let (y1, y2) = y.split_at_mut(half);
-                for i in 0..half {
-                    y1[i] = x1[i] * c[i] - x2[i] * s[i];
-                    y2[i] = x2[i] * c[i] + x1[i] * s[i];
-                }
-            }
+            super::with_best_simd(
+                #[inline(always)]
+                || {
+                    for p in 0..t {
+                        let (c, s) = (&cos[p * half..][..half], &sin[p * half..][..half]);
+                        let (x, y) = (&x[p * d..][..d], &mut y[p * d..][..d]);
+                        let (x1, x2) = x.split_at(half);
+                        let (y1, y2) = y.split_at_mut(half);
+                        for i in 0..half {
+                            y1[i] = x1[i] * c[i] - x2[i] * s[i];
+                            y2[i] = x2[i] * c[i] + x1[i] * s[i];
+                        }
+                    }
+                },
+            )
         });
     y
 }

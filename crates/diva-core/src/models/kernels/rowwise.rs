@@ -157,6 +157,7 @@ impl CustomOp2 for Bwd {
 }
 
 /// Mean and `1 / sqrt(mean-square-or-variance + eps)` of a row, per op.
+#[inline(always)]
 fn centre_and_scale<T: Float>(op: RowOp, x: &[T]) -> (T, T) {
     let n = T::from(x.len()).expect("row length fits");
     match op {
@@ -180,24 +181,29 @@ fn forward_rows<T: Float + Send + Sync>(op: RowOp, src: &[T], dst: &mut [T], n: 
     dst.par_chunks_mut(n)
         .zip(src.par_chunks(n))
         .with_min_len(min_rows(n))
-        .for_each(|(y, x)| match op {
-            RowOp::Softmax => {
-                let max = x.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
-                let max = if max.is_finite() { max } else { T::zero() };
-                let mut sum = T::zero();
-                for (o, &v) in y.iter_mut().zip(x) {
-                    *o = (v - max).exp();
-                    sum = sum + *o;
-                }
-                let inv = sum.recip();
-                y.iter_mut().for_each(|o| *o = *o * inv);
-            }
-            _ => {
-                let (mean, inv) = centre_and_scale(op, x);
-                for (o, &v) in y.iter_mut().zip(x) {
-                    *o = (v - mean) * inv;
-                }
-            }
+        .for_each(|(y, x)| {
+            super::with_best_simd(
+                #[inline(always)]
+                || match op {
+                    RowOp::Softmax => {
+                        let max = x.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
+                        let max = if max.is_finite() { max } else { T::zero() };
+                        let mut sum = T::zero();
+                        for (o, &v) in y.iter_mut().zip(x) {
+                            *o = (v - max).exp();
+                            sum = sum + *o;
+                        }
+                        let inv = sum.recip();
+                        y.iter_mut().for_each(|o| *o = *o * inv);
+                    }
+                    _ => {
+                        let (mean, inv) = centre_and_scale(op, x);
+                        for (o, &v) in y.iter_mut().zip(x) {
+                            *o = (v - mean) * inv;
+                        }
+                    }
+                },
+            )
         });
 }
 
@@ -207,40 +213,45 @@ fn backward_rows<T: Float + Send + Sync>(op: RowOp, saved: &[T], g: &[T], dx: &m
     dx.par_chunks_mut(n)
         .zip(saved.par_chunks(n).zip(g.par_chunks(n)))
         .with_min_len(min_rows(n))
-        .for_each(|(d, (s, g))| match op {
-            // ∂x = y ⊙ (∂y − Σ ∂y ⊙ y)
-            RowOp::Softmax => {
-                let dot = s.iter().zip(g).fold(T::zero(), |a, (&y, &gy)| a + y * gy);
-                for ((o, &y), &gy) in d.iter_mut().zip(s).zip(g) {
-                    *o = y * (gy - dot);
-                }
-            }
-            // ∂x = (∂y − y · mean(∂y ⊙ y)) / r
-            RowOp::Rms { .. } => {
-                let (_, inv) = centre_and_scale(op, s);
-                let dot = s
-                    .iter()
-                    .zip(g)
-                    .fold(T::zero(), |a, (&x, &gy)| a + x * inv * gy)
-                    / nf;
-                for ((o, &x), &gy) in d.iter_mut().zip(s).zip(g) {
-                    *o = (gy - x * inv * dot) * inv;
-                }
-            }
-            // ∂x = (∂y − mean(∂y) − y · mean(∂y ⊙ y)) / σ
-            RowOp::Standardize { .. } => {
-                let (mean, inv) = centre_and_scale(op, s);
-                let (sum_g, dot) = s
-                    .iter()
-                    .zip(g)
-                    .fold((T::zero(), T::zero()), |(a, b), (&x, &gy)| {
-                        (a + gy, b + (x - mean) * inv * gy)
-                    });
-                let (mean_g, mean_dot) = (sum_g / nf, dot / nf);
-                for ((o, &x), &gy) in d.iter_mut().zip(s).zip(g) {
-                    *o = (gy - mean_g - (x - mean) * inv * mean_dot) * inv;
-                }
-            }
+        .for_each(|(d, (s, g))| {
+            super::with_best_simd(
+                #[inline(always)]
+                || match op {
+                    // ∂x = y ⊙ (∂y − Σ ∂y ⊙ y)
+                    RowOp::Softmax => {
+                        let dot = s.iter().zip(g).fold(T::zero(), |a, (&y, &gy)| a + y * gy);
+                        for ((o, &y), &gy) in d.iter_mut().zip(s).zip(g) {
+                            *o = y * (gy - dot);
+                        }
+                    }
+                    // ∂x = (∂y − y · mean(∂y ⊙ y)) / r
+                    RowOp::Rms { .. } => {
+                        let (_, inv) = centre_and_scale(op, s);
+                        let dot = s
+                            .iter()
+                            .zip(g)
+                            .fold(T::zero(), |a, (&x, &gy)| a + x * inv * gy)
+                            / nf;
+                        for ((o, &x), &gy) in d.iter_mut().zip(s).zip(g) {
+                            *o = (gy - x * inv * dot) * inv;
+                        }
+                    }
+                    // ∂x = (∂y − mean(∂y) − y · mean(∂y ⊙ y)) / σ
+                    RowOp::Standardize { .. } => {
+                        let (mean, inv) = centre_and_scale(op, s);
+                        let (sum_g, dot) = s
+                            .iter()
+                            .zip(g)
+                            .fold((T::zero(), T::zero()), |(a, b), (&x, &gy)| {
+                                (a + gy, b + (x - mean) * inv * gy)
+                            });
+                        let (mean_g, mean_dot) = (sum_g / nf, dot / nf);
+                        for ((o, &x), &gy) in d.iter_mut().zip(s).zip(g) {
+                            *o = (gy - mean_g - (x - mean) * inv * mean_dot) * inv;
+                        }
+                    }
+                },
+            )
         });
 }
 

@@ -13,18 +13,54 @@ pub(crate) fn softmax_rows(src: &[f32], dst: &mut [f32], n: usize) {
     dst.par_chunks_mut(n)
         .zip(src.par_chunks(n))
         .for_each(|(d, s)| {
-            // Separate passes with no loop-carried float dependency, so each
-            // one auto-vectorises (a running `sum +=` would serialise the exp).
-            let max = max8(s);
-            let max = if max.is_finite() { max } else { 0.0 };
-            for (o, &v) in d.iter_mut().zip(s) {
-                *o = fast_exp::exp(v - max);
-            }
-            let inv = 1.0 / sum8(d);
-            for o in d.iter_mut() {
-                *o *= inv;
-            }
+            super::with_best_simd(
+                #[inline(always)]
+                || {
+                    // Separate passes with no loop-carried float dependency, so
+                    // each one vectorises (a running `sum +=` would serialise the exp).
+                    let max = finite_max(s);
+                    for (o, &v) in d.iter_mut().zip(s) {
+                        *o = fast_exp::exp(v - max);
+                    }
+                    normalize(d);
+                },
+            )
         });
+}
+
+/// Softmax of one row, in place (serial: callers parallelise over rows).
+#[inline]
+pub(crate) fn softmax_in_place(row: &mut [f32]) {
+    super::with_best_simd(
+        #[inline(always)]
+        || {
+            let max = finite_max(row);
+            for v in row.iter_mut() {
+                *v = fast_exp::exp(*v - max);
+            }
+            normalize(row);
+        },
+    )
+}
+
+/// The row maximum, or 0 for an all-masked (−∞) row so `exp` stays NaN-free.
+#[inline(always)]
+fn finite_max(x: &[f32]) -> f32 {
+    let max = max8(x);
+    if max.is_finite() {
+        max
+    } else {
+        0.0
+    }
+}
+
+/// Scale a row of exponentials to sum to one.
+#[inline(always)]
+fn normalize(row: &mut [f32]) {
+    let inv = 1.0 / sum8(row);
+    for v in row.iter_mut() {
+        *v *= inv;
+    }
 }
 
 /// Sum with 8 independent accumulators, so the loop vectorises.

@@ -6,7 +6,7 @@ use candle_core::{DType, Module, Result, Tensor, D};
 
 use super::rope::Rope;
 use crate::models::exec::{self, Exec};
-use crate::models::kernels::rowwise;
+use crate::models::kernels::{attention, rowwise};
 use crate::models::linear::Linear;
 
 /// A projection `y = x Wᵀ (+ b)`. Quantized weights stay quantized for
@@ -124,8 +124,9 @@ impl Attention {
             .contiguous()
     }
 
-    /// `mask`: additive `[b, 1, t, past + t]`. Returns the output and the
-    /// layer's updated keys/values.
+    /// `mask`: additive `[b, 1, t, past + t]`; `None` means plain causal
+    /// attention (query `i` sees keys `0..=past+i`). Returns the output and
+    /// the layer's updated keys/values.
     pub fn forward(
         &self,
         x: &Tensor,
@@ -150,6 +151,22 @@ impl Attention {
         let (k, v) = match past {
             Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
             None => (k, v),
+        };
+        if mask.is_none() && exec == Exec::Fused && attention::supported(&q) {
+            let scale = (self.head_dim as f32).powf(-0.5);
+            let out = attention::attention(&q, &k, &v, scale, Some(offset))?;
+            return Ok((self.o_proj.forward(&out)?, (k, v)));
+        }
+        let causal;
+        let mask = match mask {
+            Some(m) => Some(m),
+            None if t > 1 => {
+                causal = exec::causal_mask(t, k.dim(2)?, offset, x.device())?
+                    .to_dtype(q.dtype())?
+                    .reshape((1, 1, t, k.dim(2)?))?;
+                Some(&causal)
+            }
+            None => None,
         };
         // Grouped-query attention: each kv head serves `group` query heads.
         let group = self.num_heads / self.num_kv_heads;

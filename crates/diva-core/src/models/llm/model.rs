@@ -10,6 +10,7 @@ use candle_core::{DType, Device, Result, Tensor};
 use super::config::LlmConfig;
 use super::layers::{Block, KvCache, Proj, RmsNorm};
 use super::rope::Rope;
+use crate::models::kernels::attention;
 use crate::models::Exec;
 
 #[derive(Debug, Clone)]
@@ -81,7 +82,12 @@ impl Llm {
                 self.rope.max_positions()
             );
         }
-        let mask = if t == 1 && keep.is_none() {
+        // No padding: the layers apply the causal mask themselves (the
+        // blocked kernel needs no mask tensor, and one query sees every key).
+        let plain_causal = keep.is_none()
+            && (t == 1
+                || (exec == Exec::Fused && attention::supported_on(&self.device, self.dtype)));
+        let mask = if plain_causal {
             None
         } else {
             Some(attention_mask(b, t, past, keep, &self.device)?.to_dtype(self.dtype)?)

@@ -8,6 +8,7 @@ use candle_nn::VarBuilder;
 use crate::models::linear::Linear;
 
 use crate::models::exec::{self, Exec};
+use crate::models::kernels::attention;
 
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
@@ -111,7 +112,14 @@ impl Attention {
         let (b, tq, d) = x.dims3()?;
         let head_dim = d / self.n_head;
         let scale = (head_dim as f64).powf(-0.5);
-        let q = (self.split_heads(&self.q_proj.forward(x)?)? * scale)?;
+        let q = self.q_proj.forward(x)?;
+        if exec == Exec::Fused && attention::supported(&q) {
+            // Heads as a strided view; the kernel writes `[b, tq, d]` directly.
+            let q = q.reshape((b, tq, self.n_head, head_dim))?.transpose(1, 2)?;
+            let out = attention::attention(&q, &kv.k, &kv.v, scale as f32, causal_offset)?;
+            return self.out_proj.forward(&out);
+        }
+        let q = (self.split_heads(&q)? * scale)?;
         let mut scores = q.matmul(&kv.k.t()?)?;
         if let Some(offset) = causal_offset {
             let tk = kv.len();

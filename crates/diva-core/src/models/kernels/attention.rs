@@ -1,0 +1,341 @@
+//! Blocked multi-head attention for CPU f32 inference, in the spirit of flash
+//! attention: scores never exist as a whole tensor.
+//!
+//! The plain path writes Whisper's `[heads, 1500, 1500]` scores (54 MB per
+//! layer), reads and rewrites them for the softmax and reads them again for
+//! `P·V`: ~200 MB of memory traffic per layer at a head dimension of 64, where
+//! the GEMMs are too thin to hide it. Here each task takes one (batch, head,
+//! block of `BLOCK_Q` queries), computes that block's scores into a buffer
+//! that stays in L2 (64 × 1500 × 4 B = 384 kB), applies the softmax there and
+//! multiplies by `V` straight into the output, already laid out as
+//! `[b, t, heads·head_dim]` (so no transpose copy follows). Tasks run in
+//! parallel on rayon; each GEMM is single-threaded (`gemm`, the crate candle's
+//! CPU matmul uses). Unlike flash attention it keeps a whole score row (the
+//! rows fit in cache at these lengths), so the softmax is the exact
+//! two-pass one, not the online rescaling.
+//!
+//! Inputs may be strided views (the query heads are a transposed view of the
+//! projection, not a copy); only the last dimension must be contiguous.
+//! Grouped-query attention works for free: query head `h` reads key/value
+//! head `h / (heads / kv_heads)`. No gradient: training uses `Exec::Autograd`.
+
+use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::softmax::softmax_in_place;
+
+/// Queries per task: scores for 64 queries × 1500 keys stay in L2.
+const BLOCK_Q: usize = 64;
+
+/// Whether [`attention`] handles these inputs (CPU f32); otherwise use the
+/// matmul–softmax–matmul path.
+pub fn supported(q: &Tensor) -> bool {
+    supported_on(q.device(), q.dtype())
+}
+
+/// [`supported`], for tensors of this device and dtype.
+pub fn supported_on(device: &Device, dtype: DType) -> bool {
+    device.is_cpu() && dtype == DType::F32
+}
+
+/// `softmax(scale · q·kᵀ [+ causal mask]) · v` per head.
+///
+/// `q`: `[b, heads, tq, d]`; `k`, `v`: `[b, kv_heads, tk, d]`. With
+/// `causal_offset = Some(p)`, query `i` sits at absolute position `p + i` and
+/// sees keys `0..=p+i`. Returns `[b, tq, heads·d]`.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f32,
+    causal_offset: Option<usize>,
+) -> Result<Tensor> {
+    q.apply_op3_no_bwd(
+        k,
+        v,
+        &BlockedAttention {
+            scale,
+            causal_offset,
+        },
+    )
+}
+
+struct BlockedAttention {
+    scale: f32,
+    causal_offset: Option<usize>,
+}
+
+/// A 4-D strided view of an f32 buffer.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    dims: [usize; 4],
+    strides: [usize; 4],
+}
+
+impl<'a> View<'a> {
+    fn new(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<Self> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("blocked attention: {what} must be f32");
+        };
+        let (Ok(dims), Ok(strides)) = (
+            <[usize; 4]>::try_from(layout.dims()),
+            <[usize; 4]>::try_from(layout.stride()),
+        ) else {
+            candle_core::bail!(
+                "blocked attention: {what} must be [batch, heads, time, head_dim], got {:?}",
+                layout.dims()
+            );
+        };
+        if strides[3] != 1 && dims[3] > 1 {
+            candle_core::bail!("blocked attention: {what}'s head dimension must be contiguous");
+        }
+        Ok(Self {
+            data: &data[layout.start_offset()..],
+            dims,
+            strides,
+        })
+    }
+
+    /// Pointer to element `[b, h, t, 0]`.
+    fn at(&self, b: usize, h: usize, t: usize) -> *const f32 {
+        let i = b * self.strides[0] + h * self.strides[1] + t * self.strides[2];
+        self.data[i..].as_ptr()
+    }
+}
+
+/// The output buffer, shared by tasks that write disjoint `[rows, head]` tiles.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: every task writes a distinct (batch, query block, head) tile.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// The element at `offset` (a method, so closures capture the whole
+    /// `Send` wrapper rather than the raw pointer field).
+    fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: callers pass offsets inside the output buffer.
+        unsafe { self.0.add(offset) }
+    }
+}
+
+impl CustomOp3 for BlockedAttention {
+    fn name(&self) -> &'static str {
+        "diva-blocked-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        qs: &CpuStorage,
+        ql: &Layout,
+        ks: &CpuStorage,
+        kl: &Layout,
+        vs: &CpuStorage,
+        vl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (q, k, v) = (
+            View::new(qs, ql, "q")?,
+            View::new(ks, kl, "k")?,
+            View::new(vs, vl, "v")?,
+        );
+        let [b, heads, tq, d] = q.dims;
+        let [kb, kv_heads, tk, kd] = k.dims;
+        if kb != b || kd != d || v.dims != k.dims || kv_heads == 0 || heads % kv_heads != 0 {
+            candle_core::bail!(
+                "blocked attention: shapes q {:?}, k {:?}, v {:?} do not fit together",
+                q.dims,
+                k.dims,
+                v.dims
+            );
+        }
+        if tk == 0 {
+            candle_core::bail!("blocked attention: no keys to attend to");
+        }
+        let group = heads / kv_heads;
+        let width = heads * d;
+        let mut out = vec![0f32; b * tq * width];
+        let out_ptr = OutPtr(out.as_mut_ptr());
+        let blocks = tq.div_ceil(BLOCK_Q);
+        // Task order (batch, head, block): a thread's consecutive tasks share
+        // one head's keys and values, which stay in cache.
+        (0..b * heads * blocks)
+            .into_par_iter()
+            .for_each_init(Vec::<f32>::new, |scores, task| {
+                let (bh, blk) = (task / blocks, task % blocks);
+                let (bi, h) = (bh / heads, bh % heads);
+                let kh = h / group;
+                let q0 = blk * BLOCK_Q;
+                let rows = BLOCK_Q.min(tq - q0);
+                // Keys past the block's last visible position are never needed.
+                let n_keys = match self.causal_offset {
+                    Some(p) => tk.min(p + q0 + rows),
+                    None => tk,
+                };
+                scores.clear();
+                scores.resize(rows * n_keys, 0.0);
+                // SAFETY: pointers and strides describe the views checked above;
+                // `scores` holds rows × n_keys; this task's output tile is its own.
+                unsafe {
+                    gemm::gemm(
+                        rows,
+                        n_keys,
+                        d,
+                        scores.as_mut_ptr(),
+                        1,
+                        n_keys as isize,
+                        false,
+                        q.at(bi, h, q0),
+                        q.strides[3] as isize,
+                        q.strides[2] as isize,
+                        // kᵀ: row index runs over the head dim, column over keys.
+                        k.at(bi, kh, 0),
+                        k.strides[2] as isize,
+                        k.strides[3] as isize,
+                        0.0,
+                        self.scale,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+                for (r, row) in scores.chunks_mut(n_keys).enumerate() {
+                    let visible = match self.causal_offset {
+                        Some(p) => n_keys.min(p + q0 + r + 1),
+                        None => n_keys,
+                    };
+                    softmax_in_place(&mut row[..visible]);
+                    row[visible..].fill(0.0);
+                }
+                unsafe {
+                    gemm::gemm(
+                        rows,
+                        d,
+                        n_keys,
+                        out_ptr.at((bi * tq + q0) * width + h * d),
+                        1,
+                        width as isize,
+                        false,
+                        scores.as_ptr(),
+                        1,
+                        n_keys as isize,
+                        v.at(bi, kh, 0),
+                        v.strides[3] as isize,
+                        v.strides[2] as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((b, tq, width))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::exec::causal_mask;
+    use candle_core::D;
+
+    /// The plain path: matmul, additive mask, softmax, matmul, heads merged.
+    fn reference(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, causal: Option<usize>) -> Tensor {
+        let (b, h, tq, d) = q.dims4().unwrap();
+        let kv_heads = k.dim(1).unwrap();
+        let rep = h / kv_heads;
+        let expand = |t: &Tensor| {
+            let (b, hk, tk, d) = t.dims4().unwrap();
+            t.unsqueeze(2)
+                .unwrap()
+                .expand((b, hk, rep, tk, d))
+                .unwrap()
+                .reshape((b, h, tk, d))
+                .unwrap()
+        };
+        let (k, v) = (expand(k), expand(v));
+        let mut s = (q.contiguous().unwrap().matmul(&k.t().unwrap()).unwrap() * scale).unwrap();
+        if let Some(p) = causal {
+            let m = causal_mask(tq, k.dim(2).unwrap(), p, &Device::Cpu).unwrap();
+            s = s.broadcast_add(&m).unwrap();
+        }
+        let max = s.max_keepdim(D::Minus1).unwrap();
+        let e = s.broadcast_sub(&max).unwrap().exp().unwrap();
+        let p = e.broadcast_div(&e.sum_keepdim(D::Minus1).unwrap()).unwrap();
+        p.matmul(&v)
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .reshape((b, tq, h * d))
+            .unwrap()
+    }
+
+    fn rel(a: &Tensor, b: &Tensor) -> f64 {
+        crate::testing::rel_l2(
+            &a.to_dtype(DType::F64).unwrap(),
+            &b.to_dtype(DType::F64).unwrap(),
+        )
+    }
+
+    #[test]
+    fn equals_the_plain_path_full_causal_and_grouped() {
+        let dev = Device::Cpu;
+        // tq spans several query blocks with a ragged last one; the query
+        // heads are a transposed (strided) view, as the models pass them.
+        let (b, h, tq, d) = (2, 4, 2 * BLOCK_Q + 7, 16);
+        let q = Tensor::randn(0f32, 1.0, (b, tq, h, d), &dev)
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap();
+        for (kv_heads, tk, causal) in [
+            (4, 300, None),
+            (4, tq, Some(0)),
+            (4, tq + 5, Some(5)), // a KV cache of 5 earlier positions
+            (2, 77, None),        // grouped-query attention
+            (1, tq, Some(0)),
+        ] {
+            let k = Tensor::randn(0f32, 1.0, (b, kv_heads, tk, d), &dev).unwrap();
+            let v = Tensor::randn(0f32, 1.0, (b, kv_heads, tk, d), &dev).unwrap();
+            let scale = (d as f64).powf(-0.5);
+            let ours = attention(&q, &k, &v, scale as f32, causal).unwrap();
+            let theirs = reference(&q, &k, &v, scale, causal);
+            assert_eq!(ours.dims(), &[b, tq, h * d]);
+            let e = rel(&ours, &theirs);
+            assert!(
+                e < 1e-5,
+                "kv_heads {kv_heads} tk {tk} causal {causal:?}: rel {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_query_against_a_cache_sees_every_key() {
+        // Decoding: one new query at position p sees all p + 1 keys.
+        let dev = Device::Cpu;
+        let (b, h, d, tk) = (1, 3, 8, 40);
+        let q = Tensor::randn(0f32, 1.0, (b, h, 1, d), &dev).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (b, h, tk, d), &dev).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (b, h, tk, d), &dev).unwrap();
+        let ours = attention(&q, &k, &v, 0.5, Some(tk - 1)).unwrap();
+        let full = reference(&q, &k, &v, 0.5, None);
+        assert!(rel(&ours, &full) < 1e-5);
+        // …and a causal offset that hides keys changes the answer.
+        let hidden = attention(&q, &k, &v, 0.5, Some(tk - 10)).unwrap();
+        assert!(rel(&hidden, &full) > 1e-3);
+    }
+
+    #[test]
+    fn mismatched_shapes_are_an_error_not_a_panic() {
+        let dev = Device::Cpu;
+        let q = Tensor::zeros((1, 3, 4, 8), DType::F32, &dev).unwrap();
+        let k = Tensor::zeros((1, 2, 5, 8), DType::F32, &dev).unwrap();
+        let err = attention(&q, &k, &k, 1.0, None).unwrap_err().to_string();
+        assert!(err.contains("do not fit together"), "{err}");
+        let k3 = Tensor::zeros((1, 5, 8), DType::F32, &dev).unwrap();
+        let err = attention(&q, &k3, &k3, 1.0, None).unwrap_err().to_string();
+        assert!(err.contains("[batch, heads, time, head_dim]"), "{err}");
+    }
+}
