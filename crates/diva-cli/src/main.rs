@@ -70,10 +70,29 @@ enum Command {
     Data(cmd::data::Cmd),
 }
 
+/// Commands whose models are dense (f32/f16/bf16) whatever the files hold:
+/// they run candle on one CPU pool (`diva_core::cpu_pools`). Chat and generate
+/// decide after resolving their LLM; `bench llm` compares quantized kernels.
+fn dense_by_construction(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::Train(_)
+            | Command::EvalDistill(_)
+            | Command::Transcribe(_)
+            | Command::Export(_)
+            | Command::Bench(cmd::bench::Cmd::Train(_))
+            | Command::Bench(cmd::bench::Cmd::Frontend(_))
+            | Command::Bench(cmd::bench::Cmd::Parity(_))
+    )
+}
+
 fn main() -> std::process::ExitCode {
     keep_freed_memory();
     let cli = Cli::parse();
     common::init_logging(cli.verbose, cli.quiet);
+    if dense_by_construction(&cli.command) {
+        diva_core::cpu_pools::use_one_pool_for_dense_models();
+    }
     let result = match cli.command {
         Command::Transcribe(a) => cmd::transcribe::run(a),
         Command::Generate(a) => cmd::generate::run(a),

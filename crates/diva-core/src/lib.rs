@@ -6,6 +6,7 @@
 //! `text` holds tokenizers; `generate` turns models into text.
 
 pub mod audio;
+pub mod cpu_pools;
 pub mod device;
 pub mod error;
 pub mod generate;

@@ -12,7 +12,7 @@ use candle_core::{DType, IndexOp, Tensor};
 use diva_core::audio::{self, MelFilters};
 use diva_core::models::connector::Connector;
 use diva_core::models::diva::PromptSplit;
-use diva_core::models::llm::{load_llm, WeightMode};
+use diva_core::models::llm::{keeps_quantized_weights, load_llm, WeightMode};
 use diva_core::models::whisper::WhisperWeights;
 use diva_core::models::Exec;
 use diva_core::weights::cache;
@@ -51,6 +51,21 @@ pub fn run(a: ChatArgs) -> Result<std::process::ExitCode> {
     let cfg = TrainConfig::preset(&a.preset)?;
     let device = diva_core::device::parse_device(&a.on.device)?;
     let dtype: DType = a.on.dtype.into();
+    // As `diva chat` loads it on CPU; dense in --dtype elsewhere.
+    let mode = if device.is_cpu() && dtype == DType::F32 {
+        WeightMode::Quantized
+    } else {
+        WeightMode::Dense(dtype)
+    };
+    // As `diva chat` decides (before any candle op): one CPU pool unless
+    // quantized kernels will run.
+    let quantized = match &a.on.random_shape {
+        Some(_) => false,
+        None => keeps_quantized_weights(&cache::resolve_llm(&cfg.llm)?, mode)?,
+    };
+    if !quantized {
+        diva_core::cpu_pools::use_one_pool_for_dense_models();
+    }
     let (whisper, llm, split, n, label) = match &a.on.random_shape {
         Some(name) => {
             let shape = diva_core::models::shapes::shape(name)?;
@@ -71,12 +86,6 @@ pub fn run(a: ChatArgs) -> Result<std::process::ExitCode> {
         None => {
             let whisper = WhisperWeights::load_dir(&cache::resolve_whisper(&cfg.whisper)?)?;
             let llm_path = cache::resolve_llm(&cfg.llm)?;
-            // As `diva chat` loads it on CPU; dense in --dtype elsewhere.
-            let mode = if device.is_cpu() && dtype == DType::F32 {
-                WeightMode::Quantized
-            } else {
-                WeightMode::Dense(dtype)
-            };
             let llm = load_llm(&llm_path, mode, &device)?;
             let tokenizer = diva_core::text::LlmTokenizer::from_path(&llm_path)?;
             let split = PromptSplit::from_template(&tokenizer, None)?;

@@ -15,7 +15,7 @@ use diva_core::generate::{Generation, TextGenerator, TranscribeOptions, Transcri
 use diva_core::models::checkpoint::{self, DivaConfig};
 use diva_core::models::connector::Connector;
 use diva_core::models::diva::PromptSplit;
-use diva_core::models::llm::{load_llm, KvCache, Llm, WeightMode};
+use diva_core::models::llm::{keeps_quantized_weights, load_llm, KvCache, Llm, WeightMode};
 use diva_core::models::whisper::WhisperWeights;
 use diva_core::models::Exec;
 use diva_core::text::LlmTokenizer;
@@ -96,6 +96,9 @@ fn load(a: &mut Args) -> Result<Parts> {
             cache::resolve_llm(cache::DEFAULT_LLM)?,
         ),
     };
+    if !keeps_quantized_weights(&llm_path, WeightMode::Quantized)? {
+        diva_core::cpu_pools::use_one_pool_for_dense_models();
+    }
     let tokenizer = LlmTokenizer::from_path(&llm_path)?;
     let llm = load_llm(&llm_path, WeightMode::Quantized, &Device::Cpu)?;
     let whisper = WhisperWeights::load_dir(&whisper_dir)?;

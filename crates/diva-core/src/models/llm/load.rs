@@ -174,6 +174,28 @@ fn has_fast_kernel(t: GgmlDType) -> bool {
     matches!(t, Q4_0 | Q8_0 | Q2K | Q3K | Q4K | Q5K | Q6K | Q8K)
 }
 
+/// Whether [`load_llm`] in `mode` keeps any projection quantized (so candle's
+/// quantized kernels, and their thread pool, will run). Reads only the GGUF
+/// header.
+pub fn keeps_quantized_weights(path: &Path, mode: WeightMode) -> Result<bool> {
+    Ok(match mode {
+        WeightMode::Dense(_) => false,
+        WeightMode::Requantized(_) => true,
+        WeightMode::Quantized if path.is_file() => GgufFile::open(path)?
+            .content
+            .tensor_infos
+            .iter()
+            .any(|(name, info)| {
+                // Projections only: the embedding table is always dequantized.
+                name != "token_embd.weight"
+                    && name.ends_with(".weight")
+                    && has_fast_kernel(info.ggml_dtype)
+            }),
+        // HF directories load dense.
+        WeightMode::Quantized => false,
+    })
+}
+
 /// A GGUF model (`general.architecture` llama or qwen2).
 pub fn load_gguf(path: &Path, mode: WeightMode, device: &Device) -> Result<Llm> {
     let g = GgufFile::open(path)?;
