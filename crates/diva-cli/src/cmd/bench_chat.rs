@@ -101,6 +101,9 @@ pub fn run(a: ChatArgs) -> Result<std::process::ExitCode> {
         "models": label, "device": a.on.device, "dtype": format!("{dtype:?}"),
         "preset": a.preset, "num_queries": n, "gen_tokens": a.gen_tokens,
     });
+    // As `diva chat`: the template's constant prefix is computed once, at load.
+    let prefix_kv = split.prefix_cache(&llm)?;
+    report["cached_prefix_tokens"] = json!(prefix_kv.len());
     let mut encoder_ms = Vec::new();
     let mut decode_rates = Vec::new();
     eprintln!("chat, {label} (N={n}), median of {}:", a.repeat);
@@ -120,8 +123,8 @@ pub fn run(a: ChatArgs) -> Result<std::process::ExitCode> {
             let virt = connector.forward(&states, Exec::Fused)?;
             device.synchronize()?;
             let t3 = Instant::now();
-            let prompt = split.assemble(&llm, &virt)?;
-            let mut kv = llm.new_cache();
+            let prompt = split.after_prefix(&llm, &virt)?;
+            let mut kv = prefix_kv.clone();
             let h = llm.forward_embeds(&prompt, None, Some(&mut kv), Exec::Fused)?;
             let logits = llm.logits(&h.i((.., h.dim(1)? - 1..))?)?;
             let mut next = logits.flatten_all()?.argmax(0)?.to_scalar::<u32>()?;

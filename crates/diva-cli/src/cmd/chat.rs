@@ -167,7 +167,14 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
     let t_load = Instant::now();
     let parts = load(&mut a)?;
     let split = PromptSplit::from_template(&parts.tokenizer, a.prompt.as_deref())?;
-    tracing::info!("loaded in {:.2}s", t_load.elapsed().as_secs_f64());
+    // The template's constant prefix is model state: its keys and values are
+    // computed once here, and every prompt starts after it.
+    let prefix_kv = split.prefix_cache(&parts.llm)?;
+    tracing::info!(
+        "loaded in {:.2}s ({} prefix tokens cached)",
+        t_load.elapsed().as_secs_f64(),
+        prefix_kv.len()
+    );
 
     let t0 = Instant::now();
     let pcm = audio::load_pcm_16k(&a.audio)?;
@@ -207,9 +214,9 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
         // The audio path is timed on its own: transcription for
         // --show-teacher/--cascade happened above and is not part of it.
         let t_audio = Instant::now();
-        let prompt = split.assemble(&parts.llm, &virtual_tokens(&pcm)?)?;
+        let prompt = split.after_prefix(&parts.llm, &virtual_tokens(&pcm)?)?;
         let audio_seconds = load_seconds + t_audio.elapsed().as_secs_f64();
-        let mut cache = parts.llm.new_cache();
+        let mut cache = prefix_kv.clone();
         let label = if needs_transcript { Some("diva") } else { None };
         let out = reply(&g, &prompt, &mut cache, &a, label)?;
         let ttft = audio_seconds + out.prompt_seconds;
@@ -258,8 +265,12 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
     }
     if let Some(t) = &transcript {
         let label = if a.cascade { "cascade" } else { "teacher" };
-        let prompt = split.teacher(&parts.llm, &parts.tokenizer.encode(t, false)?)?;
-        let out = reply(&g, &prompt, &mut parts.llm.new_cache(), &a, Some(label))?;
+        let ids = parts.tokenizer.encode(t, false)?;
+        let transcript = parts
+            .llm
+            .embed(&Tensor::new(ids.as_slice(), &Device::Cpu)?.unsqueeze(0)?)?;
+        let prompt = split.after_prefix(&parts.llm, &transcript)?;
+        let out = reply(&g, &prompt, &mut prefix_kv.clone(), &a, Some(label))?;
         report[if a.cascade { "reply" } else { "teacher_reply" }] = serde_json::json!(out.text);
     }
     if a.json {

@@ -15,7 +15,8 @@
 use candle_core::{Result as CResult, Tensor};
 use serde_json::json;
 
-use super::llm::Llm;
+use super::exec::Exec;
+use super::llm::{KvCache, Llm};
 use crate::text::{LlmTokenizer, Message};
 use crate::{Error, Result};
 
@@ -86,6 +87,26 @@ impl PromptSplit {
         wrap(llm, &self.prefix, middle, &self.suffix)
     }
 
+    /// The constant prefix's keys and values (system prompt, user header),
+    /// computed once and shared by every request, which then starts at the
+    /// virtual tokens ([`Self::after_prefix`]). Exact, not an approximation:
+    /// under causal attention the prefix positions never see what follows.
+    /// Fork it per request with `clone()` (the tensors are shared, appends
+    /// make new ones).
+    pub fn prefix_cache(&self, llm: &Llm) -> CResult<KvCache> {
+        let mut kv = llm.new_cache();
+        if !self.prefix.is_empty() {
+            let ids = Tensor::new(self.prefix.as_slice(), &llm.device)?.unsqueeze(0)?;
+            llm.forward_embeds(&llm.embed(&ids)?, None, Some(&mut kv), Exec::Fused)?;
+        }
+        Ok(kv)
+    }
+
+    /// `middle ⧺ E(suffix)`: the prompt after a [`Self::prefix_cache`].
+    pub fn after_prefix(&self, llm: &Llm, middle: &Tensor) -> CResult<Tensor> {
+        wrap(llm, &[], middle, &self.suffix)
+    }
+
     /// The teacher's input for a transcript's token ids.
     pub fn teacher(&self, llm: &Llm, transcript: &[u32]) -> CResult<Tensor> {
         let t = Tensor::new(transcript, &llm.device)?.unsqueeze(0)?;
@@ -94,8 +115,17 @@ impl PromptSplit {
 }
 
 fn wrap(llm: &Llm, before: &[u32], middle: &Tensor, after: &[u32]) -> CResult<Tensor> {
-    let ids = |v: &[u32]| Tensor::new(v, &llm.device).and_then(|t| t.unsqueeze(0));
-    let pre = llm.embed(&ids(before)?)?;
-    let suf = llm.embed(&ids(after)?)?;
-    Tensor::cat(&[&pre, &middle.to_dtype(pre.dtype())?, &suf], 1)
+    let embed = |v: &[u32]| -> CResult<Option<Tensor>> {
+        if v.is_empty() {
+            return Ok(None);
+        }
+        llm.embed(&Tensor::new(v, &llm.device)?.unsqueeze(0)?)
+            .map(Some)
+    };
+    let middle = middle.to_dtype(llm.dtype)?;
+    let parts: Vec<Tensor> = [embed(before)?, Some(middle), embed(after)?]
+        .into_iter()
+        .flatten()
+        .collect();
+    Tensor::cat(&parts, 1)
 }
