@@ -100,8 +100,12 @@ impl<'a> TextGenerator<'a> {
         let mut stop_reason = StopReason::MaxTokens;
         let t1 = Instant::now();
         while ids.len() < params.max_tokens && cache.len() < window {
-            let mut row = logits.flatten_all()?.to_vec1::<f32>()?;
-            let next = sampler.sample(&mut row, &ids);
+            let next = if sampler.is_plain_greedy() && !logits.device().is_cpu() {
+                logits.flatten_all()?.argmax(0)?.to_scalar::<u32>()?
+            } else {
+                let mut row = logits.flatten_all()?.to_vec1::<f32>()?;
+                sampler.sample(&mut row, &ids)
+            };
             if self.tokenizer.is_stop(next) {
                 stop_reason = StopReason::EndOfTurn;
                 break;

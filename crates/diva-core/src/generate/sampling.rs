@@ -51,6 +51,13 @@ impl Sampler {
         &self.params
     }
 
+    /// Greedy with no repetition penalty: the choice is the argmax alone, so
+    /// on a GPU it can be taken on the device (4 bytes back per token instead
+    /// of the whole vocabulary's logits).
+    pub fn is_plain_greedy(&self) -> bool {
+        self.params.temperature <= 0.0 && self.params.repeat_penalty == 1.0
+    }
+
     /// Pick the next token from `logits` given the tokens produced so far.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
         let p = &self.params;
@@ -128,6 +135,24 @@ mod tests {
     fn greedy_picks_the_maximum() {
         let mut s = Sampler::new(SamplingParams::default());
         assert_eq!(s.sample(&mut [0.1, 3.0, -1.0, 2.9], &[]), 1);
+    }
+
+    /// Only when the argmax alone decides may the device take it.
+    #[test]
+    fn plain_greedy_means_no_temperature_and_no_penalty() {
+        assert!(Sampler::new(SamplingParams::default()).is_plain_greedy());
+        for p in [
+            SamplingParams {
+                repeat_penalty: 1.1,
+                ..Default::default()
+            },
+            SamplingParams {
+                temperature: 0.7,
+                ..Default::default()
+            },
+        ] {
+            assert!(!Sampler::new(p).is_plain_greedy());
+        }
     }
 
     #[test]
