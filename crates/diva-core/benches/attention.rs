@@ -3,7 +3,7 @@
 //!
 //! `cargo bench -p diva-core --bench attention` (RAYON_NUM_THREADS sets threads).
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion};
 use diva_core::models::kernels::{attention, softmax};
 
@@ -59,17 +59,10 @@ fn bench(c: &mut Criterion) {
             bch.iter(|| attention::attention(&q, &k, &v, scale as f32, None).unwrap())
         });
         g.finish();
-        let diff = (plain(&q, &k, &v, scale)
-            - attention::attention(&q, &k, &v, scale as f32, None).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap();
+        let diff = diva_core::testing::max_abs_diff_tensors(
+            &plain(&q, &k, &v, scale),
+            &attention::attention(&q, &k, &v, scale as f32, None).unwrap(),
+        );
         assert!(diff < 1e-4, "{name}: max diff {diff}");
     }
 }

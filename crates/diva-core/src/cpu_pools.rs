@@ -23,3 +23,16 @@ pub fn use_one_pool_for_dense_models() {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
 }
+
+/// [`use_one_pool_for_dense_models`] unless loading the LLM at `path` in
+/// `mode` keeps quantized projections (whose kernels need candle's pool).
+/// Same conditions: before the first candle op, single-threaded.
+pub fn use_one_pool_unless_quantized(
+    path: &std::path::Path,
+    mode: crate::models::llm::WeightMode,
+) -> crate::Result<()> {
+    if !crate::models::llm::keeps_quantized_weights(path, mode)? {
+        use_one_pool_for_dense_models();
+    }
+    Ok(())
+}

@@ -105,16 +105,7 @@ impl AdamW {
                 continue;
             };
             let lr = lr * self.lr_scales[i];
-            let k = Coeffs {
-                beta1: p.beta1,
-                beta2: p.beta2,
-                bias1,
-                bias2,
-                lr,
-                weight_decay: p.weight_decay,
-                eps: p.eps,
-            };
-            if fused_cpu_step(var, m, v, g, k)? {
+            if fused_cpu_step(var, m, v, g, p, StepScalars { lr, bias1, bias2 })? {
                 continue;
             }
             *m = ((&*m * p.beta1)? + (g * (1.0 - p.beta1))?)?;
@@ -129,16 +120,13 @@ impl AdamW {
     }
 }
 
-/// The scalars of one AdamW update of one tensor.
+/// What one tensor's update needs besides the hyper-parameters: its learning
+/// rate and this step's bias corrections.
 #[derive(Clone, Copy)]
-struct Coeffs {
-    beta1: f64,
-    beta2: f64,
+struct StepScalars {
+    lr: f64,
     bias1: f64,
     bias2: f64,
-    lr: f64,
-    weight_decay: f64,
-    eps: f64,
 }
 
 /// The elements of a contiguous CPU storage of type `T`, if it is one.
@@ -163,15 +151,16 @@ fn fused_cpu_step(
     m: &mut Tensor,
     v: &mut Tensor,
     g: &Tensor,
-    k: Coeffs,
+    hp: &AdamWParams,
+    k: StepScalars,
 ) -> Result<bool> {
     let t = var.as_tensor();
     if !t.device().is_cpu() || g.shape() != t.shape() {
         return Ok(false);
     }
     Ok(match t.dtype() {
-        DType::F32 => fused_step_typed::<f32>(var, m, v, g, k)?,
-        DType::F64 => fused_step_typed::<f64>(var, m, v, g, k)?,
+        DType::F32 => fused_step_typed::<f32>(var, m, v, g, hp, k)?,
+        DType::F64 => fused_step_typed::<f64>(var, m, v, g, hp, k)?,
         _ => false,
     })
 }
@@ -181,16 +170,22 @@ fn fused_step_typed<T>(
     m: &mut Tensor,
     v: &mut Tensor,
     g: &Tensor,
-    k: Coeffs,
+    hp: &AdamWParams,
+    k: StepScalars,
 ) -> Result<bool>
 where
     T: candle_core::WithDType + num_traits::Float + Send + Sync,
 {
     let g = g.to_dtype(T::DTYPE)?;
     let c = |x: f64| T::from(x).expect("finite coefficient");
-    let (b1, b2, omb1, omb2) = (c(k.beta1), c(k.beta2), c(1.0 - k.beta1), c(1.0 - k.beta2));
+    let (b1, b2, omb1, omb2) = (
+        c(hp.beta1),
+        c(hp.beta2),
+        c(1.0 - hp.beta1),
+        c(1.0 - hp.beta2),
+    );
     let (inv_bias1, inv_bias2) = (c(1.0 / k.bias1), c(1.0 / k.bias2));
-    let (lr, decay, eps) = (c(k.lr), c(1.0 - k.lr * k.weight_decay), c(k.eps));
+    let (lr, decay, eps) = (c(k.lr), c(1.0 - k.lr * hp.weight_decay), c(hp.eps));
     // Read the four tensors in place; the guards drop before `var.set` writes.
     let (pn, mn, vn) = {
         let (ps, pl) = var.as_tensor().storage_and_layout();
@@ -400,14 +395,7 @@ mod tests {
                 (&opt.moments[0].0, &m),
                 (&opt.moments[0].1, &v),
             ] {
-                let d = (ours - theirs)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let d = diva_core::testing::max_abs_diff_tensors(ours, theirs);
                 assert_eq!(d, 0.0, "step {step}: max diff {d}");
             }
         }

@@ -212,7 +212,7 @@ fn time_llm(
     for _ in 0..repeat + 1 {
         let mut cache = llm.new_cache();
         let t0 = Instant::now();
-        let x = llm.embed(&Tensor::new(prompt, &dev)?.unsqueeze(0)?)?;
+        let x = llm.embed_ids(prompt)?;
         let h = llm.forward_embeds(&x, None, Some(&mut cache), Exec::Fused)?;
         let mut next = llm
             .logits(&h.narrow(1, prompt.len() - 1, 1)?)?

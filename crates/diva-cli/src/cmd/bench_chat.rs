@@ -12,7 +12,7 @@ use candle_core::{DType, IndexOp, Tensor};
 use diva_core::audio::{self, MelFilters};
 use diva_core::models::connector::Connector;
 use diva_core::models::diva::PromptSplit;
-use diva_core::models::llm::{keeps_quantized_weights, load_llm, WeightMode};
+use diva_core::models::llm::{load_llm, WeightMode};
 use diva_core::models::whisper::WhisperWeights;
 use diva_core::models::Exec;
 use diva_core::weights::cache;
@@ -59,12 +59,12 @@ pub fn run(a: ChatArgs) -> Result<std::process::ExitCode> {
     };
     // As `diva chat` decides (before any candle op): one CPU pool unless
     // quantized kernels will run.
-    let quantized = match &a.on.random_shape {
-        Some(_) => false,
-        None => keeps_quantized_weights(&cache::resolve_llm(&cfg.llm)?, mode)?,
-    };
-    if !quantized {
-        diva_core::cpu_pools::use_one_pool_for_dense_models();
+    match &a.on.random_shape {
+        Some(_) => diva_core::cpu_pools::use_one_pool_for_dense_models(),
+        None => diva_core::cpu_pools::use_one_pool_unless_quantized(
+            &cache::resolve_llm(&cfg.llm)?,
+            mode,
+        )?,
     }
     let (whisper, llm, split, n, label) = match &a.on.random_shape {
         Some(name) => {

@@ -138,11 +138,7 @@ pub fn run(a: TrainArgs) -> Result<std::process::ExitCode> {
     let mut opt = AdamW::new(vars.clone(), AdamWParams::default())?;
     let ids: Vec<u32> = (0..a.transcript_tokens as u32).map(|i| 1000 + i).collect();
     let transcripts: Vec<Tensor> = (0..b)
-        .map(|_| {
-            m.llm
-                .embed(&Tensor::new(ids.as_slice(), &device)?.unsqueeze(0)?)?
-                .squeeze(0)
-        })
+        .map(|_| m.llm.embed_ids(&ids)?.squeeze(0))
         .collect::<candle_core::Result<_>>()?;
     let teacher = Tensor::zeros((b, m.llm.hidden_size()), DType::F32, &device)?;
 

@@ -15,7 +15,7 @@ use diva_core::generate::{Generation, TextGenerator, TranscribeOptions, Transcri
 use diva_core::models::checkpoint::{self, DivaConfig};
 use diva_core::models::connector::Connector;
 use diva_core::models::diva::PromptSplit;
-use diva_core::models::llm::{keeps_quantized_weights, load_llm, KvCache, Llm, WeightMode};
+use diva_core::models::llm::{load_llm, KvCache, Llm, WeightMode};
 use diva_core::models::whisper::WhisperWeights;
 use diva_core::models::Exec;
 use diva_core::text::LlmTokenizer;
@@ -96,9 +96,7 @@ fn load(a: &mut Args) -> Result<Parts> {
             cache::resolve_llm(cache::DEFAULT_LLM)?,
         ),
     };
-    if !keeps_quantized_weights(&llm_path, WeightMode::Quantized)? {
-        diva_core::cpu_pools::use_one_pool_for_dense_models();
-    }
+    diva_core::cpu_pools::use_one_pool_unless_quantized(&llm_path, WeightMode::Quantized)?;
     let tokenizer = LlmTokenizer::from_path(&llm_path)?;
     let llm = load_llm(&llm_path, WeightMode::Quantized, &Device::Cpu)?;
     let whisper = WhisperWeights::load_dir(&whisper_dir)?;
@@ -241,10 +239,7 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
             let middle = if path.is_file() {
                 virtual_tokens(&audio::load_pcm_16k(path)?)?
             } else {
-                let ids = parts.tokenizer.encode(next, false)?;
-                parts
-                    .llm
-                    .embed(&Tensor::new(ids.as_slice(), &Device::Cpu)?.unsqueeze(0)?)?
+                parts.llm.embed_ids(&parts.tokenizer.encode(next, false)?)?
             };
             let prompt = split.next_turn(&parts.llm, &middle)?;
             if !a.json {
@@ -265,10 +260,7 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
     }
     if let Some(t) = &transcript {
         let label = if a.cascade { "cascade" } else { "teacher" };
-        let ids = parts.tokenizer.encode(t, false)?;
-        let transcript = parts
-            .llm
-            .embed(&Tensor::new(ids.as_slice(), &Device::Cpu)?.unsqueeze(0)?)?;
+        let transcript = parts.llm.embed_ids(&parts.tokenizer.encode(t, false)?)?;
         let prompt = split.after_prefix(&parts.llm, &transcript)?;
         let out = reply(&g, &prompt, &mut prefix_kv.clone(), &a, Some(label))?;
         report[if a.cascade { "reply" } else { "teacher_reply" }] = serde_json::json!(out.text);

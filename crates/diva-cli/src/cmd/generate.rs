@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use candle_core::Device;
 use diva_core::generate::{Generation, TextGenerator};
-use diva_core::models::llm::{keeps_quantized_weights, load_llm, KvCache, Llm, WeightMode};
+use diva_core::models::llm::{load_llm, KvCache, Llm, WeightMode};
 use diva_core::text::{LlmTokenizer, Message};
 use diva_core::weights::cache;
 
@@ -48,9 +48,7 @@ pub fn load(arg: &str, dense: bool) -> Result<(PathBuf, Llm, LlmTokenizer)> {
     } else {
         WeightMode::Quantized
     };
-    if !keeps_quantized_weights(&path, mode)? {
-        diva_core::cpu_pools::use_one_pool_for_dense_models();
-    }
+    diva_core::cpu_pools::use_one_pool_unless_quantized(&path, mode)?;
     let llm = load_llm(&path, mode, &Device::Cpu)?;
     tracing::info!(
         "loaded {} in {:.2}s",

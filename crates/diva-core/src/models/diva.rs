@@ -96,8 +96,12 @@ impl PromptSplit {
     pub fn prefix_cache(&self, llm: &Llm) -> CResult<KvCache> {
         let mut kv = llm.new_cache();
         if !self.prefix.is_empty() {
-            let ids = Tensor::new(self.prefix.as_slice(), &llm.device)?.unsqueeze(0)?;
-            llm.forward_embeds(&llm.embed(&ids)?, None, Some(&mut kv), Exec::Fused)?;
+            llm.forward_embeds(
+                &llm.embed_ids(&self.prefix)?,
+                None,
+                Some(&mut kv),
+                Exec::Fused,
+            )?;
         }
         Ok(kv)
     }
@@ -109,8 +113,7 @@ impl PromptSplit {
 
     /// The teacher's input for a transcript's token ids.
     pub fn teacher(&self, llm: &Llm, transcript: &[u32]) -> CResult<Tensor> {
-        let t = Tensor::new(transcript, &llm.device)?.unsqueeze(0)?;
-        self.assemble(llm, &llm.embed(&t)?)
+        self.assemble(llm, &llm.embed_ids(transcript)?)
     }
 }
 
@@ -119,8 +122,7 @@ fn wrap(llm: &Llm, before: &[u32], middle: &Tensor, after: &[u32]) -> CResult<Te
         if v.is_empty() {
             return Ok(None);
         }
-        llm.embed(&Tensor::new(v, &llm.device)?.unsqueeze(0)?)
-            .map(Some)
+        llm.embed_ids(v).map(Some)
     };
     let middle = middle.to_dtype(llm.dtype)?;
     let parts: Vec<Tensor> = [embed(before)?, Some(middle), embed(after)?]

@@ -3,8 +3,11 @@
 //!
 //! The plain path writes Whisper's `[heads, 1500, 1500]` scores (54 MB per
 //! layer), reads and rewrites them for the softmax and reads them again for
-//! `P·V`: ~200 MB of memory traffic per layer at a head dimension of 64, where
-//! the GEMMs are too thin to hide it. Here each task takes one (batch, head,
+//! `P·V`, and copies the heads out of and back into `[b, t, d]`. Measured, that
+//! traffic cost less than expected (the GEMMs dominate once `mallopt` keeps
+//! the buffers): 57 → 52 ms per Whisper-tiny layer at 1 thread, 35 → 31 ms at
+//! 2, and 85 MiB less peak memory in chat (docs/benchmarks.md; `cargo bench
+//! -p diva-core --bench attention`). Here each task takes one (batch, head,
 //! block of `BLOCK_Q` queries), computes that block's scores into a buffer
 //! that stays in L2 (64 × 1500 × 4 B = 384 kB), applies the softmax there and
 //! multiplies by `V` straight into the output, already laid out as

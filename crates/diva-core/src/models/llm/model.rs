@@ -63,6 +63,11 @@ impl Llm {
             .reshape((b, t, self.config.hidden_size))
     }
 
+    /// One sequence of token ids → embeddings `[1, t, hidden]`.
+    pub fn embed_ids(&self, ids: &[u32]) -> Result<Tensor> {
+        self.embed(&Tensor::new(ids, &self.device)?.unsqueeze(0)?)
+    }
+
     /// Run the decoder on embeddings `[b, t, hidden]` continuing after the
     /// cache (if any); `keep` `[b, past + t]` marks real (1) vs padding (0)
     /// positions. Returns final-norm hidden states `[b, t, hidden]`.
