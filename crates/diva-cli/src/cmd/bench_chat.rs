@@ -76,7 +76,7 @@ pub fn run(a: ChatArgs) -> Result<std::process::ExitCode> {
                 between_turns: vec![],
             };
             (
-                WhisperWeights::random(shape.whisper.clone())?,
+                WhisperWeights::random(shape.whisper.clone(), &device)?,
                 diva_core::models::llm::random_llm(shape.llm_config, dtype, &device)?,
                 split,
                 n,

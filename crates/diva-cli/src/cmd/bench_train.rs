@@ -56,7 +56,8 @@ pub fn bench_models(
     Ok(match random_shape {
         Some(name) => {
             let shape = diva_core::models::shapes::shape(name)?;
-            let whisper = diva_core::models::whisper::WhisperWeights::random(shape.whisper)?;
+            let whisper =
+                diva_core::models::whisper::WhisperWeights::random(shape.whisper, device)?;
             let llm = diva_core::models::llm::random_llm(shape.llm_config, dtype, device)?;
             let prefix: Vec<u32> = (0..shape.prefix_len as u32).map(|i| 100 + i).collect();
             let suffix: Vec<u32> = (0..shape.suffix_len as u32).map(|i| 200 + i).collect();

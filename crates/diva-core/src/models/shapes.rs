@@ -91,7 +91,7 @@ mod tests {
         let mut small = s.whisper.clone();
         small.encoder_layers = 1;
         small.decoder_layers = 1;
-        let w = crate::models::whisper::WhisperWeights::random(small).unwrap();
+        let w = crate::models::whisper::WhisperWeights::random(small, &Device::Cpu).unwrap();
         assert!(w.tensors.contains_key("decoder.embed_tokens.weight"));
         assert!(w.encoder(DType::F32, &Device::Cpu).is_ok());
         assert!(shape("huge").is_err());

@@ -89,9 +89,11 @@ impl WhisperWeights {
     }
 
     /// Random weights in the shape of `config` (benchmarks): the encoder and
-    /// decoder loaders draw every tensor they ask for.
-    pub fn random(config: WhisperConfig) -> Result<Self> {
-        let tensors = weights::random::draw(|vb| {
+    /// decoder loaders draw every tensor they ask for. They are drawn on
+    /// `draw_on` (a GPU draws large-v3 in a moment) and kept on the CPU, as
+    /// loaded weights are.
+    pub fn random(config: WhisperConfig, draw_on: &Device) -> Result<Self> {
+        let tensors = weights::random::draw(draw_on, |vb| {
             WhisperEncoder::load(vb.pp("encoder"), &config)?;
             WhisperDecoder::load(vb.pp("decoder"), &config, true)
         })?;
