@@ -151,6 +151,7 @@ pub fn run(a: TrainArgs) -> Result<std::process::ExitCode> {
         "optimizer",
     ];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); phases.len()];
+    let mut graph = GraphSize::default();
     for rep in 0..=a.repeat {
         let mut t = Instant::now();
         let mut lap = |i: usize, times: &mut Vec<Vec<f64>>| {
@@ -175,6 +176,9 @@ pub fn run(a: TrainArgs) -> Result<std::process::ExitCode> {
         l.total.to_scalar::<f32>()?;
         device.synchronize()?;
         lap(2, &mut times);
+        if rep == 0 {
+            graph = GraphSize::of(&l.total);
+        }
         let g = l.total.backward()?;
         device.synchronize()?;
         lap(3, &mut times);
@@ -202,6 +206,12 @@ pub fn run(a: TrainArgs) -> Result<std::process::ExitCode> {
         b as f64 / (step_cached / 1e3),
         b as f64 / ((step_cached + ms[0]) / 1e3)
     );
+    eprintln!(
+        "  backward graph: {} nodes, {:.1} M gradient elements ({:.0} MB at 4 bytes)",
+        graph.nodes,
+        graph.grad_elements as f64 / 1e6,
+        graph.grad_elements as f64 * 4.0 / 1e6
+    );
     let flops = step_flops(&m, cfg.num_queries, prompt_len, b);
     let tflops = flops / (step_cached / 1e3) / 1e12;
     eprintln!(
@@ -220,12 +230,36 @@ pub fn run(a: TrainArgs) -> Result<std::process::ExitCode> {
         "llm_sequence": prompt_len,
         "samples_per_s_cached_encoder": b as f64 / (step_cached / 1e3),
         "samples_per_s": b as f64 / ((step_cached + ms[0]) / 1e3),
+        "backward_graph_nodes": graph.nodes,
+        "backward_grad_elements": graph.grad_elements,
     });
     for (p, m) in phases.iter().zip(&ms) {
         report[format!("{p}_ms")] = json!(m);
     }
     println!("{report}");
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The size of the graph `backward` walks: its non-leaf nodes and their
+/// elements. candle 0.11 gives each node's inputs a zero-filled gradient and
+/// adds into it (huggingface/candle#3578), so the element count is the
+/// zero-fill and extra add traffic per step; fewer nodes on big tensors is
+/// what lowers it.
+#[derive(Default)]
+struct GraphSize {
+    nodes: usize,
+    grad_elements: usize,
+}
+
+impl GraphSize {
+    fn of(loss: &Tensor) -> Self {
+        let nodes = loss.sorted_nodes();
+        let inner = nodes.iter().filter(|t| !t.is_variable());
+        Self {
+            nodes: inner.clone().count(),
+            grad_elements: inner.map(|t| t.elem_count()).sum(),
+        }
+    }
 }
 
 /// Model FLOPs of one training step with cached encoder states, counted the

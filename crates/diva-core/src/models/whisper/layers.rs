@@ -95,8 +95,8 @@ impl Attention {
     /// Project a source sequence `[b, t, d]` to keys and values.
     pub fn key_value(&self, src: &Tensor) -> Result<KeyValue> {
         Ok(KeyValue {
-            k: self.split_heads(&self.k_proj.forward(src)?)?,
-            v: self.split_heads(&self.v_proj.forward(src)?)?,
+            k: self.k_proj.forward_heads(src, self.n_head)?,
+            v: self.v_proj.forward_heads(src, self.n_head)?,
         })
     }
 
