@@ -27,7 +27,7 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor,
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, D,
 };
 
 #[derive(Debug, Clone)]
@@ -42,6 +42,15 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.track_op() && !self.weight.track_op() && x.is_contiguous() {
+            // Through the frozen LLM: one node at the input's own rank, no
+            // flattening reshapes whose gradients candle would zero-fill.
+            let y = x.apply_op1(FrozenMatmul::new(&self.weight, x)?)?;
+            return match &self.bias {
+                Some(b) => y.broadcast_add(b),
+                None => Ok(y),
+            };
+        }
         let dims = x.dims().to_vec();
         let d_in = *dims.last().unwrap_or(&1);
         let rows = x.elem_count() / d_in.max(1);
@@ -270,7 +279,7 @@ pub struct FrozenMatmul {
 
 impl FrozenMatmul {
     fn new(weight: &Tensor, x: &Tensor) -> Result<Self> {
-        if weight.rank() != 2 || x.rank() != 2 || weight.dim(1)? != x.dim(1)? {
+        if weight.rank() != 2 || x.rank() < 2 || weight.dim(1)? != x.dim(D::Minus1)? {
             candle_core::bail!(
                 "frozen matmul: input {:?} does not fit weight {:?}",
                 x.dims(),
@@ -280,6 +289,25 @@ impl FrozenMatmul {
         let weight = weight.to_dtype(x.dtype())?.to_device(x.device())?;
         Ok(Self { weight })
     }
+}
+
+/// A contiguous input `[.., k]` seen as rows `[m, k]`, and the output shape
+/// `[.., n]` of its product with a `[n, k]` weight.
+fn rows_of(layout: &Layout, n: usize) -> Result<(Layout, Shape)> {
+    if !layout.is_contiguous() {
+        candle_core::bail!("frozen matmul: the input must be contiguous");
+    }
+    let dims = layout.shape().dims();
+    let k = *dims.last().unwrap_or(&1);
+    let m = layout.shape().elem_count() / k.max(1);
+    let mut out = dims.to_vec();
+    if let Some(last) = out.last_mut() {
+        *last = n;
+    }
+    Ok((
+        Layout::contiguous_with_offset((m, k), layout.start_offset()),
+        Shape::from(out),
+    ))
 }
 
 /// `x Wᵀ` on storages: `x` `[m, k]`, `W` `[n, k]`.
@@ -308,8 +336,9 @@ impl CustomOp1 for FrozenMatmul {
 
     fn cpu_fwd(&self, x: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (w, wl) = self.weight.storage_and_layout();
+        let (rows, out) = rows_of(layout, self.weight.dim(0)?)?;
         match &*w {
-            Storage::Cpu(w) => matmul_xwt(x, layout, w, wl),
+            Storage::Cpu(w) => Ok((matmul_xwt(x, &rows, w, wl)?.0, out)),
             _ => candle_core::bail!("frozen matmul: weight and input on different devices"),
         }
     }
@@ -321,14 +350,21 @@ impl CustomOp1 for FrozenMatmul {
         layout: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let (w, wl) = self.weight.storage_and_layout();
+        let (rows, out) = rows_of(layout, self.weight.dim(0)?)?;
         match &*w {
-            Storage::Cuda(w) => matmul_xwt(x, layout, w, wl),
+            Storage::Cuda(w) => Ok((matmul_xwt(x, &rows, w, wl)?.0, out)),
             _ => candle_core::bail!("frozen matmul: weight and input on different devices"),
         }
     }
 
-    fn bwd(&self, _x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(grad.matmul(&self.weight)?))
+    fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let n = self.weight.dim(0)?;
+        let rows = grad.elem_count() / n.max(1);
+        Ok(Some(
+            grad.reshape((rows, n))?
+                .matmul(&self.weight)?
+                .reshape(x.dims())?,
+        ))
     }
 }
 
