@@ -83,7 +83,9 @@ prefix_len=$((fixed - suffix_len))
 # ---- 2. diva chat (optional)
 chat_note=""
 echo '{}' > "$rt/diva_chat.json"
-if "$diva" bench chat --help > "$rt/chat_help" 2>&1; then
+if [[ ",$what," != *,ttft,* && ",$what," != *,decode,* ]]; then
+  chat_note="--what $what: diva bench chat not run"
+elif "$diva" bench chat --help > "$rt/chat_help" 2>&1; then
   cargs=()
   grep -q -- '--preset' "$rt/chat_help" && cargs+=(--preset "$preset")
   grep -q -- '--num-queries' "$rt/chat_help" && cargs+=(--num-queries "$nq")
