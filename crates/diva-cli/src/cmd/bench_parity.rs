@@ -183,19 +183,20 @@ pub fn run(a: ParityArgs) -> Result<std::process::ExitCode> {
     );
     let (vs_fixture, worst_fixture) = compare(&got, &fixture, "")?;
     report.extend(vs_fixture);
-    let worst = if against == Against::Cpu || !on_cpu {
-        // The same function on the CPU, same dtype; on the CPU itself this
-        // recomputes it, which checks that the pipeline is deterministic.
+    // The same function on the CPU, same dtype, reported whenever the run is
+    // elsewhere; on the CPU itself `--against cpu` recomputes it, which checks
+    // that the pipeline is deterministic.
+    let worst_cpu = if against == Against::Cpu || !on_cpu {
         let cpu = compute(&root, &Device::Cpu, dtype)?;
-        let (vs_cpu, worst_cpu) = compare(&got, &cpu, "cpu_same_dtype_")?;
+        let (vs_cpu, worst) = compare(&got, &cpu, "cpu_same_dtype_")?;
         report.extend(vs_cpu);
-        if against == Against::Cpu {
-            worst_cpu
-        } else {
-            worst_fixture
-        }
+        Some(worst)
     } else {
-        worst_fixture
+        None
+    };
+    let worst = match against {
+        Against::Cpu => worst_cpu.unwrap_or(worst_fixture),
+        Against::Fixture => worst_fixture,
     };
     report.insert("worst_rel_l2".into(), json!(worst));
     report.insert("max_rel_l2".into(), json!(a.max_rel_l2));

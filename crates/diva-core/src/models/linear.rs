@@ -42,34 +42,38 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if x.track_op() && !self.weight.track_op() && x.is_contiguous() {
+        let y = if x.track_op() && !self.weight.track_op() {
             // Through the frozen LLM: one node at the input's own rank, no
             // flattening reshapes whose gradients candle would zero-fill.
-            let y = x.apply_op1(FrozenMatmul::new(&self.weight, x)?)?;
-            return match &self.bias {
-                Some(b) => y.broadcast_add(b),
-                None => Ok(y),
-            };
-        }
-        let dims = x.dims().to_vec();
-        let d_in = *dims.last().unwrap_or(&1);
-        let rows = x.elem_count() / d_in.max(1);
-        let x2 = x.reshape((rows, d_in))?;
-        let y = if x2.track_op() && !self.weight.track_op() {
-            x2.apply_op1(FrozenMatmul::new(&self.weight, &x2)?)?
-        } else if !x2.track_op() && self.weight.track_op() {
-            x2.apply_op2(&self.weight, ConstInputMatmul)?
+            x.contiguous()?
+                .apply_op1(FrozenMatmul::new(&self.weight, x)?)?
         } else {
-            x2.matmul(&self.weight.t()?)?
+            let dims = x.dims().to_vec();
+            let d_in = *dims.last().unwrap_or(&1);
+            let rows = x.elem_count() / d_in.max(1);
+            let x2 = x.reshape((rows, d_in))?;
+            let y = if !x2.track_op() && self.weight.track_op() {
+                x2.apply_op2(&self.weight, ConstInputMatmul)?
+            } else {
+                x2.matmul(&self.weight.t()?)?
+            };
+            let mut out = dims;
+            *out.last_mut().unwrap_or(&mut 0) = self.weight.dim(0)?;
+            y.reshape(out)?
         };
-        let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        };
-        let mut out = dims;
-        *out.last_mut().unwrap_or(&mut 0) = self.weight.dim(0)?;
-        y.reshape(out)
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
     }
+}
+
+/// `[b, t, h·hd]` → `[b, h, t, hd]`, contiguous: the attention head layout.
+pub fn split_heads(y: &Tensor, n_head: usize) -> Result<Tensor> {
+    let (b, t, d) = y.dims3()?;
+    y.reshape((b, t, n_head, d / n_head))?
+        .transpose(1, 2)?
+        .contiguous()
 }
 
 impl Linear {
@@ -91,11 +95,7 @@ impl Linear {
             && self.weight.dtype() == x.dtype()
             && self.bias.as_ref().is_none_or(|b| b.dtype() == x.dtype());
         if !one_node {
-            return self
-                .forward(x)?
-                .reshape((b, t, n_head, d_out / n_head))?
-                .transpose(1, 2)?
-                .contiguous();
+            return split_heads(&self.forward(x)?, n_head);
         }
         let op = HeadsOfConstInput {
             batch: b,
@@ -279,7 +279,7 @@ pub struct FrozenMatmul {
 
 impl FrozenMatmul {
     fn new(weight: &Tensor, x: &Tensor) -> Result<Self> {
-        if weight.rank() != 2 || x.rank() < 2 || weight.dim(1)? != x.dim(D::Minus1)? {
+        if weight.rank() != 2 || x.rank() == 0 || weight.dim(1)? != x.dim(D::Minus1)? {
             candle_core::bail!(
                 "frozen matmul: input {:?} does not fit weight {:?}",
                 x.dims(),

@@ -85,13 +85,6 @@ impl Attention {
         })
     }
 
-    fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, d) = x.dims3()?;
-        x.reshape((b, t, self.n_head, d / self.n_head))?
-            .transpose(1, 2)?
-            .contiguous()
-    }
-
     /// Project a source sequence `[b, t, d]` to keys and values.
     pub fn key_value(&self, src: &Tensor) -> Result<KeyValue> {
         Ok(KeyValue {
@@ -119,7 +112,7 @@ impl Attention {
             let out = attention::attention(&q, &kv.k, &kv.v, scale as f32, causal_offset)?;
             return self.out_proj.forward(&out);
         }
-        let q = (self.split_heads(&q)? * scale)?;
+        let q = (crate::models::linear::split_heads(&q, self.n_head)? * scale)?;
         let mut scores = q.matmul(&kv.k.t()?)?;
         if let Some(offset) = causal_offset {
             let tk = kv.len();
