@@ -20,9 +20,19 @@
 //! Inputs may be strided views (the query heads are a transposed view of the
 //! projection, not a copy); only the last dimension must be contiguous.
 //! Grouped-query attention works for free: query head `h` reads key/value
-//! head `h / (heads / kv_heads)`. No gradient: training uses `Exec::Autograd`.
+//! head `h / (heads / kv_heads)`.
+//!
+//! [`attention_with_grad`] is the same forward with a backward, for training
+//! (`Exec::Autograd`) through the frozen LLM and the connector. The plain
+//! differentiable chain (head reshapes, `kᵀ`, matmul, scale, mask, softmax,
+//! matmul, head merge) is about a dozen graph nodes per layer, and candle's
+//! backward zero-fills a gradient for each and adds into it on one thread;
+//! for the connector's cross-attention each of those is a `[b, h, N, 1500]`
+//! score-sized tensor. The backward here recomputes each head's
+//! probabilities from `q` and `k` and writes `∂q`, `∂k`, `∂v` in one
+//! parallel pass over (batch, key/value head): one node, one gradient each.
 
-use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 use super::softmax::softmax_in_place;
@@ -57,6 +67,24 @@ pub fn attention(
         k,
         v,
         &BlockedAttention {
+            scale,
+            causal_offset,
+        },
+    )
+}
+
+/// [`attention`] with a backward pass: differentiable in `q`, `k` and `v`.
+pub fn attention_with_grad(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f32,
+    causal_offset: Option<usize>,
+) -> Result<Tensor> {
+    q.apply_op3(
+        k,
+        v,
+        BlockedAttention {
             scale,
             causal_offset,
         },
@@ -107,6 +135,42 @@ impl<'a> View<'a> {
     }
 }
 
+/// The sizes of one attention call, checked to fit together.
+struct Shapes {
+    b: usize,
+    heads: usize,
+    tq: usize,
+    d: usize,
+    kv_heads: usize,
+    tk: usize,
+}
+
+impl Shapes {
+    fn of(q: &View, k: &View, v: &View) -> Result<Self> {
+        let [b, heads, tq, d] = q.dims;
+        let [kb, kv_heads, tk, kd] = k.dims;
+        if kb != b || kd != d || v.dims != k.dims || kv_heads == 0 || heads % kv_heads != 0 {
+            candle_core::bail!(
+                "blocked attention: shapes q {:?}, k {:?}, v {:?} do not fit together",
+                q.dims,
+                k.dims,
+                v.dims
+            );
+        }
+        if tk == 0 {
+            candle_core::bail!("blocked attention: no keys to attend to");
+        }
+        Ok(Self {
+            b,
+            heads,
+            tq,
+            d,
+            kv_heads,
+            tk,
+        })
+    }
+}
+
 /// The output buffer, shared by tasks that write disjoint `[rows, head]` tiles.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
@@ -142,19 +206,14 @@ impl CustomOp3 for BlockedAttention {
             View::new(ks, kl, "k")?,
             View::new(vs, vl, "v")?,
         );
-        let [b, heads, tq, d] = q.dims;
-        let [kb, kv_heads, tk, kd] = k.dims;
-        if kb != b || kd != d || v.dims != k.dims || kv_heads == 0 || heads % kv_heads != 0 {
-            candle_core::bail!(
-                "blocked attention: shapes q {:?}, k {:?}, v {:?} do not fit together",
-                q.dims,
-                k.dims,
-                v.dims
-            );
-        }
-        if tk == 0 {
-            candle_core::bail!("blocked attention: no keys to attend to");
-        }
+        let Shapes {
+            b,
+            heads,
+            tq,
+            d,
+            kv_heads,
+            tk,
+        } = Shapes::of(&q, &k, &v)?;
         let group = heads / kv_heads;
         let width = heads * d;
         let mut out = vec![0f32; b * tq * width];
@@ -237,6 +296,252 @@ impl CustomOp3 for BlockedAttention {
             });
         Ok((CpuStorage::F32(out), Shape::from((b, tq, width))))
     }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _out: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let op = AttentionBwd {
+            scale: self.scale,
+            causal_offset: self.causal_offset,
+            grad: grad.to_dtype(DType::F32)?.contiguous()?,
+        };
+        // One buffer `[∂q | ∂k | ∂v]`; each gradient is a contiguous view.
+        let all = q.apply_op3_no_bwd(k, v, &op)?;
+        let (nq, nk) = (q.elem_count(), k.elem_count());
+        let part = |t: &Tensor, start: usize, len: usize| -> Result<Option<Tensor>> {
+            Ok(if t.track_op() {
+                Some(all.narrow(0, start, len)?.reshape(t.dims())?)
+            } else {
+                None
+            })
+        };
+        Ok((part(q, 0, nq)?, part(k, nq, nk)?, part(v, nq + nk, nk)?))
+    }
+}
+
+/// The backward of [`BlockedAttention`] for `∂out` = `grad` `[b, tq, heads·d]`:
+/// `[∂q | ∂k | ∂v]` flat, in `[b, heads, tq, d]` and `[b, kv_heads, tk, d]`
+/// layout. Per head, with `P = softmax(scale·q·kᵀ + mask)`:
+/// `∂v += Pᵀ·∂o`, `∂S = P ⊙ (∂o·vᵀ − rowsum(P ⊙ ∂o·vᵀ))`,
+/// `∂q = scale·∂S·k`, `∂k += scale·∂Sᵀ·q`. Tasks are (batch, key/value head),
+/// so the query heads sharing a key/value head accumulate without races.
+struct AttentionBwd {
+    scale: f32,
+    causal_offset: Option<usize>,
+    grad: Tensor,
+}
+
+impl CustomOp3 for AttentionBwd {
+    fn name(&self) -> &'static str {
+        "diva-blocked-attention-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        qs: &CpuStorage,
+        ql: &Layout,
+        ks: &CpuStorage,
+        kl: &Layout,
+        vs: &CpuStorage,
+        vl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (q, k, v) = (
+            View::new(qs, ql, "q")?,
+            View::new(ks, kl, "k")?,
+            View::new(vs, vl, "v")?,
+        );
+        let Shapes {
+            b,
+            heads,
+            tq,
+            d,
+            kv_heads,
+            tk,
+        } = Shapes::of(&q, &k, &v)?;
+        let group = heads / kv_heads;
+        let width = heads * d;
+        let (g_storage, g_layout) = self.grad.storage_and_layout();
+        let Storage::Cpu(CpuStorage::F32(g)) = &*g_storage else {
+            candle_core::bail!(
+                "{}: the output gradient must be f32 on the CPU",
+                self.name()
+            );
+        };
+        let g = super::contiguous_slice(g, g_layout, self.name())?;
+        if g.len() != b * tq * width {
+            candle_core::bail!(
+                "{}: output gradient {:?} for [{b}, {tq}, {width}]",
+                self.name(),
+                g_layout.dims()
+            );
+        }
+        // Keys past the last query's position are never seen.
+        let n_keys = match self.causal_offset {
+            Some(p) => tk.min(p + tq),
+            None => tk,
+        };
+        let (nq, nk) = (b * heads * tq * d, b * kv_heads * tk * d);
+        let mut all = vec![0f32; nq + 2 * nk];
+        let (dq, dkv) = all.split_at_mut(nq);
+        let (dk, dv) = dkv.split_at_mut(nk);
+        dq.par_chunks_mut(group * tq * d)
+            .zip(dk.par_chunks_mut(tk * d).zip(dv.par_chunks_mut(tk * d)))
+            .enumerate()
+            .for_each_init(
+                || (Vec::<f32>::new(), Vec::<f32>::new()),
+                |(p, ds), (task, (dq, (dk, dv)))| {
+                    let (bi, kh) = (task / kv_heads, task % kv_heads);
+                    p.clear();
+                    p.resize(tq * n_keys, 0.0);
+                    ds.clear();
+                    ds.resize(tq * n_keys, 0.0);
+                    for gi in 0..group {
+                        let h = kh * group + gi;
+                        let g_h = g[(bi * tq) * width + h * d..].as_ptr();
+                        // SAFETY (all gemm calls): the views' pointers and
+                        // strides were checked above; `p`/`ds` hold
+                        // tq × n_keys; `dq`, `dk`, `dv` are this task's own
+                        // chunks of group·tq·d and tk·d elements.
+                        unsafe {
+                            // P = scale · q·kᵀ, then the masked softmax.
+                            gemm::gemm(
+                                tq,
+                                n_keys,
+                                d,
+                                p.as_mut_ptr(),
+                                1,
+                                n_keys as isize,
+                                false,
+                                q.at(bi, h, 0),
+                                q.strides[3] as isize,
+                                q.strides[2] as isize,
+                                k.at(bi, kh, 0),
+                                k.strides[2] as isize,
+                                k.strides[3] as isize,
+                                0.0,
+                                self.scale,
+                                false,
+                                false,
+                                false,
+                                gemm::Parallelism::None,
+                            );
+                            // ∂P = ∂o·vᵀ
+                            gemm::gemm(
+                                tq,
+                                n_keys,
+                                d,
+                                ds.as_mut_ptr(),
+                                1,
+                                n_keys as isize,
+                                false,
+                                g_h,
+                                1,
+                                width as isize,
+                                v.at(bi, kh, 0),
+                                v.strides[2] as isize,
+                                v.strides[3] as isize,
+                                0.0,
+                                1.0,
+                                false,
+                                false,
+                                false,
+                                gemm::Parallelism::None,
+                            );
+                        }
+                        for (r, (p_row, ds_row)) in
+                            p.chunks_mut(n_keys).zip(ds.chunks_mut(n_keys)).enumerate()
+                        {
+                            let visible = match self.causal_offset {
+                                Some(off) => n_keys.min(off + r + 1),
+                                None => n_keys,
+                            };
+                            softmax_in_place(&mut p_row[..visible]);
+                            p_row[visible..].fill(0.0);
+                            let dot: f32 =
+                                p_row.iter().zip(ds_row.iter()).map(|(a, b)| a * b).sum();
+                            for (s, &pr) in ds_row.iter_mut().zip(p_row.iter()) {
+                                *s = pr * (*s - dot);
+                            }
+                        }
+                        unsafe {
+                            // ∂q = scale · ∂S·k
+                            gemm::gemm(
+                                tq,
+                                d,
+                                n_keys,
+                                dq[gi * tq * d..].as_mut_ptr(),
+                                1,
+                                d as isize,
+                                false,
+                                ds.as_ptr(),
+                                1,
+                                n_keys as isize,
+                                k.at(bi, kh, 0),
+                                k.strides[3] as isize,
+                                k.strides[2] as isize,
+                                0.0,
+                                self.scale,
+                                false,
+                                false,
+                                false,
+                                gemm::Parallelism::None,
+                            );
+                            // ∂k += scale · ∂Sᵀ·q
+                            gemm::gemm(
+                                n_keys,
+                                d,
+                                tq,
+                                dk.as_mut_ptr(),
+                                1,
+                                d as isize,
+                                true,
+                                ds.as_ptr(),
+                                n_keys as isize,
+                                1,
+                                q.at(bi, h, 0),
+                                q.strides[3] as isize,
+                                q.strides[2] as isize,
+                                1.0,
+                                self.scale,
+                                false,
+                                false,
+                                false,
+                                gemm::Parallelism::None,
+                            );
+                            // ∂v += Pᵀ·∂o
+                            gemm::gemm(
+                                n_keys,
+                                d,
+                                tq,
+                                dv.as_mut_ptr(),
+                                1,
+                                d as isize,
+                                true,
+                                p.as_ptr(),
+                                n_keys as isize,
+                                1,
+                                g_h,
+                                1,
+                                width as isize,
+                                1.0,
+                                1.0,
+                                false,
+                                false,
+                                false,
+                                gemm::Parallelism::None,
+                            );
+                        }
+                    }
+                },
+            );
+        let n = all.len();
+        Ok((CpuStorage::F32(all), Shape::from(n)))
+    }
 }
 
 #[cfg(test)]
@@ -312,6 +617,58 @@ mod tests {
                 "kv_heads {kv_heads} tk {tk} causal {causal:?}: rel {e}"
             );
         }
+    }
+
+    /// The backward equals autograd through the plain path: causal self
+    /// attention (with a cache offset), grouped-query and cross attention,
+    /// on a strided query view.
+    #[test]
+    fn gradients_equal_autograd_through_the_plain_path() {
+        use candle_core::Var;
+        let dev = Device::Cpu;
+        let (b, h, tq, d) = (2, 6, 19, 8);
+        for (kv_heads, tk, causal) in [(6, tq, Some(0)), (2, tq + 3, Some(3)), (3, 41, None)] {
+            let q =
+                Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, tq, h, d), &dev).unwrap()).unwrap();
+            let k = Var::randn(0f32, 1.0, (b, kv_heads, tk, d), &dev).unwrap();
+            let v = Var::randn(0f32, 1.0, (b, kv_heads, tk, d), &dev).unwrap();
+            let coeffs = Tensor::randn(0f32, 1.0, (b, tq, h * d), &dev).unwrap();
+            let scale = (d as f64).powf(-0.5);
+            let mut results = Vec::new();
+            for fused in [true, false] {
+                let qh = q.as_tensor().transpose(1, 2).unwrap(); // strided, as the models pass it
+                let out = if fused {
+                    attention_with_grad(&qh, &k, &v, scale as f32, causal).unwrap()
+                } else {
+                    reference(&qh, &k, &v, scale, causal)
+                };
+                let loss = (&out * &coeffs).unwrap().sqr().unwrap().sum_all().unwrap();
+                let grads = loss.backward().unwrap();
+                let g = |var: &Var| grads.get(var).unwrap().clone();
+                results.push([out, g(&q), g(&k), g(&v)]);
+            }
+            for (i, what) in ["out", "∂q", "∂k", "∂v"].iter().enumerate() {
+                let e = rel(&results[0][i], &results[1][i]);
+                assert!(
+                    e < 1e-5,
+                    "{what}, kv_heads {kv_heads} causal {causal:?}: rel {e}"
+                );
+            }
+        }
+    }
+
+    /// Only inputs that carry a gradient get one (constant keys and values,
+    /// as the frozen encoder's would be, get none).
+    #[test]
+    fn constant_inputs_get_no_gradient() {
+        use candle_core::Var;
+        let dev = Device::Cpu;
+        let q = Var::randn(0f32, 1.0, (1, 2, 3, 4), &dev).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (1, 2, 5, 4), &dev).unwrap();
+        let out = attention_with_grad(&q, &k, &k, 0.5, None).unwrap();
+        let grads = out.sum_all().unwrap().backward().unwrap();
+        assert!(grads.get(&q).is_some());
+        assert!(grads.get(&k).is_none());
     }
 
     #[test]

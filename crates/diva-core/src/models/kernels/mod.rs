@@ -1,7 +1,8 @@
-//! CPU kernels where candle's generic ones are the bottleneck. `rowwise` and
-//! `rope` carry gradients (fused backward kernels, for `Exec::Autograd`); the
+//! CPU kernels where candle's generic ones are the bottleneck. `rowwise`,
+//! `rope` and `activations` carry gradients (fused backward kernels, for `Exec::Autograd`); the
 //! others (blocked attention, GELU, softmax) are inference only.
 
+pub mod activations;
 pub mod attention;
 pub mod fast_exp;
 pub mod gelu;

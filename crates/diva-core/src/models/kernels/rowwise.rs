@@ -14,7 +14,9 @@
 //! f32 and f64 on CPU only; callers fall back to the elementary ops elsewhere
 //! (see [`supported`]).
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
+};
 use num_traits::Float;
 use rayon::prelude::*;
 
@@ -57,8 +59,37 @@ pub fn standardize(x: &Tensor, eps: f64) -> Result<Tensor> {
     x.contiguous()?.apply_op1(Fwd(RowOp::Standardize { eps }))
 }
 
+/// `x / sqrt(mean(x²) + eps) ⊙ w` over the last dimension with a *constant*
+/// weight `w` (the frozen LLM's norms), differentiable in `x` only.
+///
+/// With the weight as a separate `broadcast_mul`, candle's backward would
+/// also compute the product's gradient for the broadcast weight (its `Mul`
+/// backward always computes both sides), zero-fill it and add into it, and
+/// then drop it: three wasted passes per norm, and two more for `x`'s side.
+/// Here the weight is folded into the norm's one pass each way. Callers
+/// check [`rms_norm_const_weight_supported`].
+pub fn rms_norm_const_weight(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op2(&weight.contiguous()?, RmsConstWeight { eps })
+}
+
+/// Whether [`rms_norm_const_weight`] handles `x` with `weight`: CPU f32/f64,
+/// a weight of the row's length and dtype that carries no gradient.
+pub fn rms_norm_const_weight_supported(x: &Tensor, weight: &Tensor) -> bool {
+    supported(x)
+        && !weight.track_op()
+        && weight.dtype() == x.dtype()
+        && weight.dims() == [x.dim(candle_core::D::Minus1).unwrap_or(0)]
+}
+
 struct Fwd(RowOp);
 struct Bwd(RowOp);
+struct RmsConstWeight {
+    eps: f64,
+}
+struct RmsConstWeightBwd {
+    eps: f64,
+}
 
 fn row_len(layout: &Layout) -> usize {
     layout.shape().dims().last().copied().unwrap_or(1).max(1)
@@ -154,6 +185,161 @@ impl CustomOp2 for Bwd {
         };
         Ok((out, l1.shape().clone()))
     }
+}
+
+impl CustomOp2 for RmsConstWeight {
+    fn name(&self) -> &'static str {
+        "diva-rms-norm-const-weight"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = row_len(l1);
+        if l2.shape().elem_count() != n {
+            candle_core::bail!("{}: weight {:?} for rows of {n}", self.name(), l2.shape());
+        }
+        let op = RowOp::Rms { eps: self.eps };
+        let out = match (s1, s2) {
+            (CpuStorage::F32(x), CpuStorage::F32(w)) => {
+                let (x, w) = (
+                    contiguous_slice(x, l1, self.name())?,
+                    contiguous_slice(w, l2, self.name())?,
+                );
+                let mut dst = vec![0f32; x.len()];
+                scaled_rms_rows(op, x, w, &mut dst, n);
+                CpuStorage::F32(dst)
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w)) => {
+                let (x, w) = (
+                    contiguous_slice(x, l1, self.name())?,
+                    contiguous_slice(w, l2, self.name())?,
+                );
+                let mut dst = vec![0f64; x.len()];
+                scaled_rms_rows(op, x, w, &mut dst, n);
+                CpuStorage::F64(dst)
+            }
+            _ => candle_core::bail!("{}: f32/f64 only, both operands alike", self.name()),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.to_dtype(x.dtype())?.contiguous()?;
+        let dx = x.apply_op3_no_bwd(weight, &grad, &RmsConstWeightBwd { eps: self.eps })?;
+        Ok((Some(dx), None))
+    }
+}
+
+impl CustomOp3 for RmsConstWeightBwd {
+    fn name(&self) -> &'static str {
+        "diva-rms-norm-const-weight-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if l1.shape() != l3.shape() {
+            candle_core::bail!(
+                "{}: shapes {:?} and {:?} differ",
+                self.name(),
+                l1.shape(),
+                l3.shape()
+            );
+        }
+        let n = row_len(l1);
+        let op = RowOp::Rms { eps: self.eps };
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(g)) => {
+                let (x, w, g) = (
+                    contiguous_slice(x, l1, self.name())?,
+                    contiguous_slice(w, l2, self.name())?,
+                    contiguous_slice(g, l3, self.name())?,
+                );
+                let mut dst = vec![0f32; x.len()];
+                scaled_rms_backward_rows(op, x, w, g, &mut dst, n);
+                CpuStorage::F32(dst)
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(g)) => {
+                let (x, w, g) = (
+                    contiguous_slice(x, l1, self.name())?,
+                    contiguous_slice(w, l2, self.name())?,
+                    contiguous_slice(g, l3, self.name())?,
+                );
+                let mut dst = vec![0f64; x.len()];
+                scaled_rms_backward_rows(op, x, w, g, &mut dst, n);
+                CpuStorage::F64(dst)
+            }
+            _ => candle_core::bail!("{}: f32/f64 only, all operands alike", self.name()),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// `y = x · r · w` per row, `r = 1 / sqrt(mean(x²) + eps)`.
+fn scaled_rms_rows<T: Float + Send + Sync>(op: RowOp, src: &[T], w: &[T], dst: &mut [T], n: usize) {
+    dst.par_chunks_mut(n)
+        .zip(src.par_chunks(n))
+        .with_min_len(min_rows(n))
+        .for_each(|(y, x)| {
+            super::with_best_simd(
+                #[inline(always)]
+                || {
+                    let (_, inv) = centre_and_scale(op, x);
+                    for ((o, &v), &w) in y.iter_mut().zip(x).zip(w) {
+                        *o = v * inv * w;
+                    }
+                },
+            )
+        });
+}
+
+/// `∂x = (g' − x·r · mean(g' ⊙ x·r)) · r` with `g' = ∂y ⊙ w`.
+fn scaled_rms_backward_rows<T: Float + Send + Sync>(
+    op: RowOp,
+    x: &[T],
+    w: &[T],
+    g: &[T],
+    dx: &mut [T],
+    n: usize,
+) {
+    let nf = T::from(n).expect("row length fits");
+    dx.par_chunks_mut(n)
+        .zip(x.par_chunks(n).zip(g.par_chunks(n)))
+        .with_min_len(min_rows(n))
+        .for_each(|(d, (x, g))| {
+            super::with_best_simd(
+                #[inline(always)]
+                || {
+                    let (_, inv) = centre_and_scale(op, x);
+                    let dot = x
+                        .iter()
+                        .zip(g)
+                        .zip(w)
+                        .fold(T::zero(), |a, ((&x, &gy), &w)| a + x * inv * gy * w)
+                        / nf;
+                    for (((o, &x), &gy), &w) in d.iter_mut().zip(x).zip(g).zip(w) {
+                        *o = (gy * w - x * inv * dot) * inv;
+                    }
+                },
+            )
+        });
 }
 
 /// Mean and `1 / sqrt(mean-square-or-variance + eps)` of a row, per op.
@@ -326,6 +512,46 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The norm with a folded constant weight equals `rms_normalize(x) ⊙ w`
+    /// in value and input gradient, and gives the weight no gradient.
+    #[test]
+    fn rms_norm_with_a_constant_weight_matches_the_two_op_form() {
+        let dev = Device::Cpu;
+        for dtype in [DType::F64, DType::F32] {
+            let tol = if dtype == DType::F64 { 1e-13 } else { 1e-5 };
+            let base = Tensor::randn(0f64, 2.0, (3, 33, 5), &dev).unwrap();
+            let w = Tensor::randn(1f64, 0.3, 33, &dev)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let coeffs = Tensor::randn(0f64, 1.0, (3, 5, 33), &dev)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let (mut ys, mut gs) = (Vec::new(), Vec::new());
+            for folded in [true, false] {
+                let var = Var::from_tensor(&base.to_dtype(dtype).unwrap()).unwrap();
+                let x = var.as_tensor().transpose(1, 2).unwrap(); // non-contiguous
+                assert!(rms_norm_const_weight_supported(&x, &w));
+                let y = if folded {
+                    rms_norm_const_weight(&x, &w, 1e-5).unwrap()
+                } else {
+                    rms_normalize(&x, 1e-5).unwrap().broadcast_mul(&w).unwrap()
+                };
+                let loss = (&y * &coeffs).unwrap().sqr().unwrap().sum_all().unwrap();
+                let g = loss.backward().unwrap();
+                gs.push(g.get(&var).unwrap().to_dtype(DType::F64).unwrap());
+                ys.push(y.to_dtype(DType::F64).unwrap());
+            }
+            let ey = crate::testing::rel_l2(&ys[0], &ys[1]);
+            let eg = crate::testing::rel_l2(&gs[0], &gs[1]);
+            assert!(ey < tol && eg < tol, "{dtype:?}: value {ey:e}, grad {eg:e}");
+        }
+        let trainable = Var::ones(33, DType::F32, &dev).unwrap();
+        let x = Tensor::ones((2, 33), DType::F32, &dev).unwrap();
+        assert!(!rms_norm_const_weight_supported(&x, trainable.as_tensor()));
     }
 
     /// Masked softmax rows (−∞ entries) get zero probability and zero gradient.

@@ -6,7 +6,7 @@ use candle_core::{DType, Module, Result, Tensor, D};
 
 use super::rope::Rope;
 use crate::models::exec::{self, Exec};
-use crate::models::kernels::{attention, rowwise};
+use crate::models::kernels::{activations, attention, rowwise};
 use crate::models::linear::Linear;
 
 /// A projection `y = x Wᵀ (+ b)`. Quantized weights stay quantized for
@@ -67,6 +67,10 @@ impl RmsNorm {
                 let dtype = x.dtype();
                 let work = exec::compute_dtype(dtype);
                 let xf = x.to_dtype(work)?;
+                if rowwise::rms_norm_const_weight_supported(&xf, &self.weight) {
+                    let normed = rowwise::rms_norm_const_weight(&xf, &self.weight, self.eps)?;
+                    return normed.to_dtype(dtype);
+                }
                 if rowwise::supported(&xf) {
                     let normed = rowwise::rms_normalize(&xf, self.eps)?.to_dtype(dtype)?;
                     return normed.broadcast_mul(&self.weight);
@@ -137,24 +141,19 @@ impl Attention {
     ) -> Result<(Tensor, (Tensor, Tensor))> {
         let (b, t, _) = x.dims3()?;
         let offset = past.map_or(0, |(k, _)| k.dim(2).unwrap_or(0));
-        let q = rope.apply(
-            &self.heads(&self.q_proj.forward(x)?, self.num_heads)?,
-            offset,
-            exec,
-        )?;
-        let k = rope.apply(
-            &self.heads(&self.k_proj.forward(x)?, self.num_kv_heads)?,
-            offset,
-            exec,
-        )?;
+        let q = rope.split_heads(&self.q_proj.forward(x)?, self.num_heads, offset, exec)?;
+        let k = rope.split_heads(&self.k_proj.forward(x)?, self.num_kv_heads, offset, exec)?;
         let v = self.heads(&self.v_proj.forward(x)?, self.num_kv_heads)?;
         let (k, v) = match past {
             Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
             None => (k, v),
         };
-        if mask.is_none() && exec == Exec::Fused && attention::supported(&q) {
+        if mask.is_none() && attention::supported(&q) {
             let scale = (self.head_dim as f32).powf(-0.5);
-            let out = attention::attention(&q, &k, &v, scale, Some(offset))?;
+            let out = match exec {
+                Exec::Fused => attention::attention(&q, &k, &v, scale, Some(offset))?,
+                Exec::Autograd => attention::attention_with_grad(&q, &k, &v, scale, Some(offset))?,
+            };
             return Ok((self.o_proj.forward(&out)?, (k, v)));
         }
         let causal;
@@ -203,8 +202,9 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = self.gate_proj.forward(x)?.silu()?;
-        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+        let gate = self.gate_proj.forward(x)?;
+        let up = self.up_proj.forward(x)?;
+        self.down_proj.forward(&activations::swiglu(&gate, &up)?)
     }
 }
 

@@ -89,9 +89,9 @@ impl Llm {
         }
         // No padding: the layers apply the causal mask themselves (the
         // blocked kernel needs no mask tensor, and one query sees every key).
-        let plain_causal = keep.is_none()
-            && (t == 1
-                || (exec == Exec::Fused && attention::supported_on(&self.device, self.dtype)));
+        // Training (`Exec::Autograd`) uses the same kernel with its backward.
+        let plain_causal =
+            keep.is_none() && (t == 1 || attention::supported_on(&self.device, self.dtype));
         let mask = if plain_causal {
             None
         } else {

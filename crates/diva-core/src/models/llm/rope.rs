@@ -68,11 +68,46 @@ impl Rope {
         self.cos.dim(0).unwrap_or(0)
     }
 
+    /// Split a projection `x` `[b, t, n_head·head_dim]` into rotated heads
+    /// `[b, n_head, t, head_dim]` (contiguous), the first row at `offset`.
+    /// In training on CPU this is one graph node (`kernels::rope`).
+    pub fn split_heads(
+        &self,
+        x: &Tensor,
+        n_head: usize,
+        offset: usize,
+        exec: Exec,
+    ) -> Result<Tensor> {
+        let (b, t, width) = x.dims3()?;
+        if exec == Exec::Autograd && kernels::rope::split_supported(x) {
+            let (cos, sin) = self.tables(offset, t, x.dtype())?;
+            return kernels::rope::split_heads_rope(x, n_head, &cos, &sin, self.pairing());
+        }
+        let heads = x
+            .reshape((b, t, n_head, width / n_head.max(1)))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        self.apply(&heads, offset, exec)
+    }
+
+    fn pairing(&self) -> kernels::rope::Pairing {
+        match self.style {
+            RopeStyle::Half => kernels::rope::Pairing::Halves,
+            RopeStyle::Interleaved => kernels::rope::Pairing::Adjacent,
+        }
+    }
+
+    /// `cos`, `sin` `[t, head_dim / 2]` for positions `offset..offset + t`.
+    fn tables(&self, offset: usize, t: usize, dtype: DType) -> Result<(Tensor, Tensor)> {
+        Ok((
+            self.cos.narrow(0, offset, t)?.to_dtype(dtype)?,
+            self.sin.narrow(0, offset, t)?.to_dtype(dtype)?,
+        ))
+    }
+
     /// Rotate `x` `[b, heads, t, head_dim]` whose first row is at position `offset`.
     pub fn apply(&self, x: &Tensor, offset: usize, exec: Exec) -> Result<Tensor> {
-        let t = x.dim(2)?;
-        let cos = self.cos.narrow(0, offset, t)?.to_dtype(x.dtype())?;
-        let sin = self.sin.narrow(0, offset, t)?.to_dtype(x.dtype())?;
+        let (cos, sin) = self.tables(offset, x.dim(2)?, x.dtype())?;
         match (exec, self.style) {
             (Exec::Fused, RopeStyle::Half) => {
                 candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)
@@ -80,8 +115,8 @@ impl Rope {
             (Exec::Fused, RopeStyle::Interleaved) => {
                 candle_nn::rotary_emb::rope_i(&x.contiguous()?, &cos, &sin)
             }
-            (Exec::Autograd, RopeStyle::Half) if kernels::rope::supported(x) => {
-                kernels::rope::rope_half(x, &cos, &sin)
+            (Exec::Autograd, _) if kernels::rope::supported(x) => {
+                kernels::rope::rope(x, &cos, &sin, self.pairing())
             }
             (Exec::Autograd, RopeStyle::Half) => {
                 let half = x.dim(D::Minus1)? / 2;

@@ -106,10 +106,15 @@ impl Attention {
         let head_dim = d / self.n_head;
         let scale = (head_dim as f64).powf(-0.5);
         let q = self.q_proj.forward(x)?;
-        if exec == Exec::Fused && attention::supported(&q) {
+        if attention::supported(&q) {
             // Heads as a strided view; the kernel writes `[b, tq, d]` directly.
             let q = q.reshape((b, tq, self.n_head, head_dim))?.transpose(1, 2)?;
-            let out = attention::attention(&q, &kv.k, &kv.v, scale as f32, causal_offset)?;
+            let out = match exec {
+                Exec::Fused => attention::attention(&q, &kv.k, &kv.v, scale as f32, causal_offset)?,
+                Exec::Autograd => {
+                    attention::attention_with_grad(&q, &kv.k, &kv.v, scale as f32, causal_offset)?
+                }
+            };
             return self.out_proj.forward(&out);
         }
         let q = (crate::models::linear::split_heads(&q, self.n_head)? * scale)?;
@@ -147,7 +152,7 @@ impl Mlp {
         let h = self.fc1.forward(x)?;
         let h = match exec {
             Exec::Fused => crate::models::kernels::gelu::gelu_erf(&h)?,
-            Exec::Autograd => h.gelu_erf()?,
+            Exec::Autograd => crate::models::kernels::activations::gelu_erf(&h)?,
         };
         self.fc2.forward(&h)
     }
