@@ -96,6 +96,14 @@ fn par_map<T: Default + Clone + Send + Sync>(
     f: impl Fn(usize, &mut [T]) + Sync,
 ) -> Vec<T> {
     let mut out = vec![T::default(); n];
+    if n <= CHUNK {
+        // One chunk (a decode step's single row): no trip through the pool.
+        super::with_best_simd(
+            #[inline(always)]
+            || f(0, &mut out),
+        );
+        return out;
+    }
     out.par_chunks_mut(CHUNK).enumerate().for_each(|(i, dst)| {
         super::with_best_simd(
             #[inline(always)]

@@ -1,5 +1,6 @@
-//! Blocked multi-head attention for CPU f32 inference, in the spirit of flash
-//! attention: scores never exist as a whole tensor.
+//! Blocked multi-head attention for CPU f32 (inference, and training through
+//! [`attention_with_grad`]), in the spirit of flash attention: scores never
+//! exist as a whole tensor.
 //!
 //! The plain path writes Whisper's `[heads, 1500, 1500]` scores (54 MB per
 //! layer), reads and rewrites them for the softmax and reads them again for

@@ -1,6 +1,10 @@
-//! CPU kernels where candle's generic ones are the bottleneck. `rowwise`,
-//! `rope` and `activations` carry gradients (fused backward kernels, for `Exec::Autograd`); the
-//! others (blocked attention, GELU, softmax) are inference only.
+//! CPU kernels where candle's generic ones are the bottleneck.
+//!
+//! `rowwise`, `rope`, `activations` and `attention` (through
+//! `attention_with_grad`) carry gradients: fused backward kernels for
+//! `Exec::Autograd`, each one graph node where candle's elementary ops would
+//! be several, because candle's backward zero-fills and adds a gradient per
+//! node on one thread. `gelu` and `softmax` are inference only.
 
 pub mod activations;
 pub mod attention;
