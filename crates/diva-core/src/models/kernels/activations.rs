@@ -21,8 +21,6 @@ use candle_core::{
 use num_traits::Float;
 use rayon::prelude::*;
 
-use super::contiguous_slice;
-
 /// Elements per rayon task: large enough that scheduling stays cheap.
 const CHUNK: usize = 8192;
 
@@ -113,6 +111,26 @@ fn par_map<T: Default + Clone + Send + Sync>(
     out
 }
 
+/// [`par_map`] for two results of `n` each, stacked in one `[2, n]` buffer:
+/// `f(start, a, b)` fills the same positions of both in one pass.
+fn par_map_pair<T: Default + Clone + Send + Sync>(
+    n: usize,
+    f: impl Fn(usize, &mut [T], &mut [T]) + Sync,
+) -> Vec<T> {
+    let mut out = vec![T::default(); 2 * n];
+    let (a, b) = out.split_at_mut(n);
+    a.par_chunks_mut(CHUNK)
+        .zip(b.par_chunks_mut(CHUNK))
+        .enumerate()
+        .for_each(|(i, (a, b))| {
+            super::with_best_simd(
+                #[inline(always)]
+                || f(i * CHUNK, a, b),
+            )
+        });
+    out
+}
+
 #[inline(always)]
 fn swiglu_fwd<T: Act>(g: &[T], u: &[T], start: usize, dst: &mut [T]) {
     let (g, u) = (&g[start..][..dst.len()], &u[start..][..dst.len()]);
@@ -121,29 +139,17 @@ fn swiglu_fwd<T: Act>(g: &[T], u: &[T], start: usize, dst: &mut [T]) {
     }
 }
 
-/// `dst` holds `[∂gate; ∂up]` (two halves of `n` each); `start` indexes it.
+/// `∂gate` and `∂up` of positions `start..start + dg.len()`, from one
+/// sigmoid per element.
 #[inline(always)]
-fn swiglu_bwd<T: Act>(g: &[T], u: &[T], dy: &[T], start: usize, dst: &mut [T]) {
-    let n = g.len();
-    let (half, offset) = if start < n {
-        (0, start)
-    } else {
-        (1, start - n)
-    };
-    let len = dst.len();
-    let (g, u, dy) = (
-        &g[offset..][..len],
-        &u[offset..][..len],
-        &dy[offset..][..len],
-    );
-    for (i, o) in dst.iter_mut().enumerate() {
+fn swiglu_bwd<T: Act>(g: &[T], u: &[T], dy: &[T], start: usize, dg: &mut [T], du: &mut [T]) {
+    let len = dg.len();
+    let (g, u, dy) = (&g[start..][..len], &u[start..][..len], &dy[start..][..len]);
+    for i in 0..len {
         let s = T::sigmoid(g[i]);
-        *o = if half == 0 {
-            // d silu(g) / dg = σ(g) · (1 + g · (1 − σ(g)))
-            dy[i] * u[i] * s * (T::one() + g[i] * (T::one() - s))
-        } else {
-            dy[i] * g[i] * s
-        };
+        // d silu(g) / dg = σ(g) · (1 + g · (1 − σ(g)))
+        dg[i] = dy[i] * u[i] * s * (T::one() + g[i] * (T::one() - s));
+        du[i] = dy[i] * g[i] * s;
     }
 }
 
@@ -166,31 +172,6 @@ struct SwiGluBwd;
 struct GeluErf;
 struct GeluErfBwd;
 
-/// Both operands as slices of one float type, or an error naming the kernel.
-macro_rules! float_slices {
-    ($name:expr, $out:ident, ($($s:ident, $l:ident),+) => $body:expr) => {
-        match ($($s,)+) {
-            ($(CpuStorage::F32($s),)+) => {
-                $(let $s = contiguous_slice($s, $l, $name)?;)+
-                CpuStorage::F32($body)
-            }
-            ($(CpuStorage::F64($s),)+) => {
-                $(let $s = contiguous_slice($s, $l, $name)?;)+
-                CpuStorage::F64($body)
-            }
-            _ => candle_core::bail!("{}: f32/f64 operands of one dtype only", $name),
-        }
-    };
-}
-
-fn same_shapes(name: &str, layouts: &[&Layout]) -> Result<()> {
-    let first = layouts[0].shape();
-    if let Some(other) = layouts.iter().find(|l| l.shape() != first) {
-        candle_core::bail!("{name}: shapes {first:?} and {:?} differ", other.shape());
-    }
-    Ok(())
-}
-
 impl CustomOp2 for SwiGlu {
     fn name(&self) -> &'static str {
         "diva-swiglu"
@@ -203,9 +184,9 @@ impl CustomOp2 for SwiGlu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        same_shapes(self.name(), &[l1, l2])?;
+        super::same_shapes(self.name(), &[l1, l2])?;
         let n = l1.shape().elem_count();
-        let out = float_slices!(self.name(), out, (s1, l1, s2, l2) =>
+        let out = float_slices!(self.name(), (s1, l1, s2, l2) =>
             par_map(n, #[inline(always)] |start, dst| swiglu_fwd(s1, s2, start, dst)));
         Ok((out, l1.shape().clone()))
     }
@@ -239,21 +220,10 @@ impl CustomOp3 for SwiGluBwd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        same_shapes(self.name(), &[l1, l2, l3])?;
+        super::same_shapes(self.name(), &[l1, l2, l3])?;
         let n = l1.shape().elem_count();
-        let out = float_slices!(self.name(), out, (s1, l1, s2, l2, s3, l3) =>
-        par_map(2 * n, #[inline(always)] |start, dst| {
-            // A chunk never straddles the two halves when CHUNK divides
-            // n; split it where it does.
-            let cut = n.saturating_sub(start).min(dst.len());
-            let (a, b) = dst.split_at_mut(cut);
-            if !a.is_empty() {
-                swiglu_bwd(s1, s2, s3, start, a);
-            }
-            if !b.is_empty() {
-                swiglu_bwd(s1, s2, s3, start + cut, b);
-            }
-        }));
+        let out = float_slices!(self.name(), (s1, l1, s2, l2, s3, l3) =>
+            par_map_pair(n, #[inline(always)] |start, dg, du| swiglu_bwd(s1, s2, s3, start, dg, du)));
         let mut dims = vec![2];
         dims.extend_from_slice(l1.dims());
         Ok((out, Shape::from(dims)))
@@ -267,7 +237,7 @@ impl CustomOp1 for GeluErf {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
         let n = l1.shape().elem_count();
-        let out = float_slices!(self.name(), out, (s1, l1) =>
+        let out = float_slices!(self.name(), (s1, l1) =>
             par_map(n, #[inline(always)] |start, dst| gelu_fwd(s1, start, dst)));
         Ok((out, l1.shape().clone()))
     }
@@ -290,9 +260,9 @@ impl CustomOp2 for GeluErfBwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        same_shapes(self.name(), &[l1, l2])?;
+        super::same_shapes(self.name(), &[l1, l2])?;
         let n = l1.shape().elem_count();
-        let out = float_slices!(self.name(), out, (s1, l1, s2, l2) =>
+        let out = float_slices!(self.name(), (s1, l1, s2, l2) =>
             par_map(n, #[inline(always)] |start, dst| gelu_bwd(s1, s2, start, dst)));
         Ok((out, l1.shape().clone()))
     }

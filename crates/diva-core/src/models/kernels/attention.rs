@@ -146,30 +146,116 @@ struct Shapes {
     tk: usize,
 }
 
-impl Shapes {
-    fn of(q: &View, k: &View, v: &View) -> Result<Self> {
-        let [b, heads, tq, d] = q.dims;
-        let [kb, kv_heads, tk, kd] = k.dims;
-        if kb != b || kd != d || v.dims != k.dims || kv_heads == 0 || heads % kv_heads != 0 {
-            candle_core::bail!(
-                "blocked attention: shapes q {:?}, k {:?}, v {:?} do not fit together",
-                q.dims,
-                k.dims,
-                v.dims
-            );
-        }
-        if tk == 0 {
-            candle_core::bail!("blocked attention: no keys to attend to");
-        }
-        Ok(Self {
-            b,
-            heads,
-            tq,
-            d,
-            kv_heads,
-            tk,
-        })
+/// The three operands as views, and their sizes checked to fit together.
+fn open<'a>(
+    (qs, ql): (&'a CpuStorage, &Layout),
+    (ks, kl): (&'a CpuStorage, &Layout),
+    (vs, vl): (&'a CpuStorage, &Layout),
+) -> Result<(View<'a>, View<'a>, View<'a>, Shapes)> {
+    let (q, k, v) = (
+        View::new(qs, ql, "q")?,
+        View::new(ks, kl, "k")?,
+        View::new(vs, vl, "v")?,
+    );
+    let [b, heads, tq, d] = q.dims;
+    let [kb, kv_heads, tk, kd] = k.dims;
+    if kb != b || kd != d || v.dims != k.dims || kv_heads == 0 || heads % kv_heads != 0 {
+        candle_core::bail!(
+            "blocked attention: shapes q {:?}, k {:?}, v {:?} do not fit together",
+            q.dims,
+            k.dims,
+            v.dims
+        );
     }
+    if tk == 0 {
+        candle_core::bail!("blocked attention: no keys to attend to");
+    }
+    let shapes = Shapes {
+        b,
+        heads,
+        tq,
+        d,
+        kv_heads,
+        tk,
+    };
+    Ok((q, k, v, shapes))
+}
+
+/// A strided matrix: element `[i, j]` at `ptr + i·rs + j·cs`.
+#[derive(Clone, Copy)]
+struct Mat<T> {
+    ptr: T,
+    rs: usize,
+    cs: usize,
+}
+
+impl<T> Mat<T> {
+    /// The transpose, as a view.
+    fn t(self) -> Self {
+        Self {
+            ptr: self.ptr,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+}
+
+/// A row-major `[rows, cols]` buffer as a matrix.
+fn dense<T>(ptr: T, cols: usize) -> Mat<T> {
+    Mat {
+        ptr,
+        rs: cols,
+        cs: 1,
+    }
+}
+
+impl View<'_> {
+    /// Head `h` of batch `b` from time `t` on, as a `[time, head_dim]` matrix.
+    fn head(&self, b: usize, h: usize, t: usize) -> Mat<*const f32> {
+        Mat {
+            ptr: self.at(b, h, t),
+            rs: self.strides[2],
+            cs: self.strides[3],
+        }
+    }
+}
+
+/// `dst = scale·lhs·rhs`, or `dst += scale·lhs·rhs` with `accumulate`, for
+/// `lhs` `[m, k]` and `rhs` `[k, n]`, single-threaded (callers parallelise
+/// over heads).
+///
+/// # Safety
+/// Each matrix's pointer and strides must address valid elements for its
+/// whole shape, and `dst` must be written by no one else meanwhile.
+unsafe fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: Mat<*mut f32>,
+    accumulate: bool,
+    lhs: Mat<*const f32>,
+    rhs: Mat<*const f32>,
+    scale: f32,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst.ptr,
+        dst.cs as isize,
+        dst.rs as isize,
+        accumulate,
+        lhs.ptr,
+        lhs.cs as isize,
+        lhs.rs as isize,
+        rhs.ptr,
+        rhs.cs as isize,
+        rhs.rs as isize,
+        if accumulate { 1.0 } else { 0.0 },
+        scale,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
 }
 
 /// The output buffer, shared by tasks that write disjoint `[rows, head]` tiles.
@@ -188,6 +274,54 @@ impl OutPtr {
     }
 }
 
+impl BlockedAttention {
+    /// Keys that queries `q0..q0 + rows` can see at all: past the last
+    /// one's position, none is needed.
+    fn keys_for(&self, tk: usize, q0: usize, rows: usize) -> usize {
+        match self.causal_offset {
+            Some(p) => tk.min(p + q0 + rows),
+            None => tk,
+        }
+    }
+
+    /// `P = softmax(scale·q·kᵀ + causal mask)` of query head `h` (key/value
+    /// head `kh`) of batch `bi`, queries `q0..q0 + rows` against the first
+    /// `n_keys` keys, into `p` (`rows × n_keys`, masked entries 0). The
+    /// forward and the backward share it, so both see the same `P`.
+    fn probabilities(
+        &self,
+        (q, k): (&View, &View),
+        (bi, h, kh): (usize, usize, usize),
+        q0: usize,
+        rows: usize,
+        n_keys: usize,
+        p: &mut Vec<f32>,
+    ) {
+        let d = q.dims[3];
+        p.clear();
+        p.resize(rows * n_keys, 0.0);
+        // SAFETY: the views were checked by `open`; `p` holds rows × n_keys.
+        unsafe {
+            matmul(
+                (rows, n_keys, d),
+                dense(p.as_mut_ptr(), n_keys),
+                false,
+                q.head(bi, h, q0),
+                k.head(bi, kh, 0).t(),
+                self.scale,
+            );
+        }
+        for (r, row) in p.chunks_mut(n_keys).enumerate() {
+            let visible = match self.causal_offset {
+                Some(off) => n_keys.min(off + q0 + r + 1),
+                None => n_keys,
+            };
+            softmax_in_place(&mut row[..visible]);
+            row[visible..].fill(0.0);
+        }
+    }
+}
+
 impl CustomOp3 for BlockedAttention {
     fn name(&self) -> &'static str {
         "diva-blocked-attention"
@@ -202,19 +336,19 @@ impl CustomOp3 for BlockedAttention {
         vs: &CpuStorage,
         vl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (q, k, v) = (
-            View::new(qs, ql, "q")?,
-            View::new(ks, kl, "k")?,
-            View::new(vs, vl, "v")?,
-        );
-        let Shapes {
-            b,
-            heads,
-            tq,
-            d,
-            kv_heads,
-            tk,
-        } = Shapes::of(&q, &k, &v)?;
+        let (
+            q,
+            k,
+            v,
+            Shapes {
+                b,
+                heads,
+                tq,
+                d,
+                kv_heads,
+                tk,
+            },
+        ) = open((qs, ql), (ks, kl), (vs, vl))?;
         let group = heads / kv_heads;
         let width = heads * d;
         let mut out = vec![0f32; b * tq * width];
@@ -230,68 +364,18 @@ impl CustomOp3 for BlockedAttention {
                 let kh = h / group;
                 let q0 = blk * BLOCK_Q;
                 let rows = BLOCK_Q.min(tq - q0);
-                // Keys past the block's last visible position are never needed.
-                let n_keys = match self.causal_offset {
-                    Some(p) => tk.min(p + q0 + rows),
-                    None => tk,
-                };
-                scores.clear();
-                scores.resize(rows * n_keys, 0.0);
-                // SAFETY: pointers and strides describe the views checked above;
-                // `scores` holds rows × n_keys; this task's output tile is its own.
+                let n_keys = self.keys_for(tk, q0, rows);
+                self.probabilities((&q, &k), (bi, h, kh), q0, rows, n_keys, scores);
+                // SAFETY: the views were checked by `open`; this task's
+                // output tile (its rows, head `h`'s columns) is its own.
                 unsafe {
-                    gemm::gemm(
-                        rows,
-                        n_keys,
-                        d,
-                        scores.as_mut_ptr(),
-                        1,
-                        n_keys as isize,
+                    matmul(
+                        (rows, d, n_keys),
+                        dense(out_ptr.at((bi * tq + q0) * width + h * d), width),
                         false,
-                        q.at(bi, h, q0),
-                        q.strides[3] as isize,
-                        q.strides[2] as isize,
-                        // kᵀ: row index runs over the head dim, column over keys.
-                        k.at(bi, kh, 0),
-                        k.strides[2] as isize,
-                        k.strides[3] as isize,
-                        0.0,
-                        self.scale,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
-                for (r, row) in scores.chunks_mut(n_keys).enumerate() {
-                    let visible = match self.causal_offset {
-                        Some(p) => n_keys.min(p + q0 + r + 1),
-                        None => n_keys,
-                    };
-                    softmax_in_place(&mut row[..visible]);
-                    row[visible..].fill(0.0);
-                }
-                unsafe {
-                    gemm::gemm(
-                        rows,
-                        d,
-                        n_keys,
-                        out_ptr.at((bi * tq + q0) * width + h * d),
-                        1,
-                        width as isize,
-                        false,
-                        scores.as_ptr(),
-                        1,
-                        n_keys as isize,
-                        v.at(bi, kh, 0),
-                        v.strides[3] as isize,
-                        v.strides[2] as isize,
-                        0.0,
+                        dense(scores.as_ptr(), n_keys),
+                        v.head(bi, kh, 0),
                         1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
                     );
                 }
             });
@@ -307,8 +391,10 @@ impl CustomOp3 for BlockedAttention {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let op = AttentionBwd {
-            scale: self.scale,
-            causal_offset: self.causal_offset,
+            forward: BlockedAttention {
+                scale: self.scale,
+                causal_offset: self.causal_offset,
+            },
             grad: grad.to_dtype(DType::F32)?.contiguous()?,
         };
         // One buffer `[∂q | ∂k | ∂v]`; each gradient is a contiguous view.
@@ -332,8 +418,7 @@ impl CustomOp3 for BlockedAttention {
 /// `∂q = scale·∂S·k`, `∂k += scale·∂Sᵀ·q`. Tasks are (batch, key/value head),
 /// so the query heads sharing a key/value head accumulate without races.
 struct AttentionBwd {
-    scale: f32,
-    causal_offset: Option<usize>,
+    forward: BlockedAttention,
     grad: Tensor,
 }
 
@@ -351,19 +436,19 @@ impl CustomOp3 for AttentionBwd {
         vs: &CpuStorage,
         vl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (q, k, v) = (
-            View::new(qs, ql, "q")?,
-            View::new(ks, kl, "k")?,
-            View::new(vs, vl, "v")?,
-        );
-        let Shapes {
-            b,
-            heads,
-            tq,
-            d,
-            kv_heads,
-            tk,
-        } = Shapes::of(&q, &k, &v)?;
+        let (
+            q,
+            k,
+            v,
+            Shapes {
+                b,
+                heads,
+                tq,
+                d,
+                kv_heads,
+                tk,
+            },
+        ) = open((qs, ql), (ks, kl), (vs, vl))?;
         let group = heads / kv_heads;
         let width = heads * d;
         let (g_storage, g_layout) = self.grad.storage_and_layout();
@@ -381,11 +466,9 @@ impl CustomOp3 for AttentionBwd {
                 g_layout.dims()
             );
         }
-        // Keys past the last query's position are never seen.
-        let n_keys = match self.causal_offset {
-            Some(p) => tk.min(p + tq),
-            None => tk,
-        };
+        let fwd = &self.forward;
+        let scale = fwd.scale;
+        let n_keys = fwd.keys_for(tk, 0, tq);
         let (nq, nk) = (b * heads * tq * d, b * kv_heads * tk * d);
         let mut all = vec![0f32; nq + 2 * nk];
         let (dq, dkv) = all.split_at_mut(nq);
@@ -397,145 +480,45 @@ impl CustomOp3 for AttentionBwd {
                 || (Vec::<f32>::new(), Vec::<f32>::new()),
                 |(p, ds), (task, (dq, (dk, dv)))| {
                     let (bi, kh) = (task / kv_heads, task % kv_heads);
-                    p.clear();
-                    p.resize(tq * n_keys, 0.0);
                     ds.clear();
                     ds.resize(tq * n_keys, 0.0);
+                    let (dk, dv) = (dense(dk.as_mut_ptr(), d), dense(dv.as_mut_ptr(), d));
                     for gi in 0..group {
                         let h = kh * group + gi;
-                        let g_h = g[(bi * tq) * width + h * d..].as_ptr();
-                        // SAFETY (all gemm calls): the views' pointers and
-                        // strides were checked above; `p`/`ds` hold
+                        fwd.probabilities((&q, &k), (bi, h, kh), 0, tq, n_keys, p);
+                        let g_h = dense(g[(bi * tq) * width + h * d..].as_ptr(), width);
+                        let (p_m, ds_m) = (dense(p.as_ptr(), n_keys), dense(ds.as_ptr(), n_keys));
+                        // SAFETY (every matmul here): the views were checked
+                        // by `open` and `g`'s length above; `p`/`ds` hold
                         // tq × n_keys; `dq`, `dk`, `dv` are this task's own
                         // chunks of group·tq·d and tk·d elements.
+                        // ∂P = ∂o·vᵀ
                         unsafe {
-                            // P = scale · q·kᵀ, then the masked softmax.
-                            gemm::gemm(
-                                tq,
-                                n_keys,
-                                d,
-                                p.as_mut_ptr(),
-                                1,
-                                n_keys as isize,
-                                false,
-                                q.at(bi, h, 0),
-                                q.strides[3] as isize,
-                                q.strides[2] as isize,
-                                k.at(bi, kh, 0),
-                                k.strides[2] as isize,
-                                k.strides[3] as isize,
-                                0.0,
-                                self.scale,
-                                false,
-                                false,
-                                false,
-                                gemm::Parallelism::None,
-                            );
-                            // ∂P = ∂o·vᵀ
-                            gemm::gemm(
-                                tq,
-                                n_keys,
-                                d,
-                                ds.as_mut_ptr(),
-                                1,
-                                n_keys as isize,
+                            matmul(
+                                (tq, n_keys, d),
+                                dense(ds.as_mut_ptr(), n_keys),
                                 false,
                                 g_h,
-                                1,
-                                width as isize,
-                                v.at(bi, kh, 0),
-                                v.strides[2] as isize,
-                                v.strides[3] as isize,
-                                0.0,
+                                v.head(bi, kh, 0).t(),
                                 1.0,
-                                false,
-                                false,
-                                false,
-                                gemm::Parallelism::None,
                             );
                         }
-                        for (r, (p_row, ds_row)) in
-                            p.chunks_mut(n_keys).zip(ds.chunks_mut(n_keys)).enumerate()
-                        {
-                            let visible = match self.causal_offset {
-                                Some(off) => n_keys.min(off + r + 1),
-                                None => n_keys,
-                            };
-                            softmax_in_place(&mut p_row[..visible]);
-                            p_row[visible..].fill(0.0);
+                        // ∂S = P ⊙ (∂P − rowsum(P ⊙ ∂P)), in place.
+                        for (p_row, ds_row) in p.chunks(n_keys).zip(ds.chunks_mut(n_keys)) {
                             let dot: f32 =
                                 p_row.iter().zip(ds_row.iter()).map(|(a, b)| a * b).sum();
-                            for (s, &pr) in ds_row.iter_mut().zip(p_row.iter()) {
+                            for (s, &pr) in ds_row.iter_mut().zip(p_row) {
                                 *s = pr * (*s - dot);
                             }
                         }
                         unsafe {
                             // ∂q = scale · ∂S·k
-                            gemm::gemm(
-                                tq,
-                                d,
-                                n_keys,
-                                dq[gi * tq * d..].as_mut_ptr(),
-                                1,
-                                d as isize,
-                                false,
-                                ds.as_ptr(),
-                                1,
-                                n_keys as isize,
-                                k.at(bi, kh, 0),
-                                k.strides[3] as isize,
-                                k.strides[2] as isize,
-                                0.0,
-                                self.scale,
-                                false,
-                                false,
-                                false,
-                                gemm::Parallelism::None,
-                            );
+                            let dq_h = dense(dq[gi * tq * d..].as_mut_ptr(), d);
+                            matmul((tq, d, n_keys), dq_h, false, ds_m, k.head(bi, kh, 0), scale);
                             // ∂k += scale · ∂Sᵀ·q
-                            gemm::gemm(
-                                n_keys,
-                                d,
-                                tq,
-                                dk.as_mut_ptr(),
-                                1,
-                                d as isize,
-                                true,
-                                ds.as_ptr(),
-                                n_keys as isize,
-                                1,
-                                q.at(bi, h, 0),
-                                q.strides[3] as isize,
-                                q.strides[2] as isize,
-                                1.0,
-                                self.scale,
-                                false,
-                                false,
-                                false,
-                                gemm::Parallelism::None,
-                            );
+                            matmul((n_keys, d, tq), dk, true, ds_m.t(), q.head(bi, h, 0), scale);
                             // ∂v += Pᵀ·∂o
-                            gemm::gemm(
-                                n_keys,
-                                d,
-                                tq,
-                                dv.as_mut_ptr(),
-                                1,
-                                d as isize,
-                                true,
-                                p.as_ptr(),
-                                n_keys as isize,
-                                1,
-                                g_h,
-                                1,
-                                width as isize,
-                                1.0,
-                                1.0,
-                                false,
-                                false,
-                                false,
-                                gemm::Parallelism::None,
-                            );
+                            matmul((n_keys, d, tq), dv, true, p_m.t(), g_h, 1.0);
                         }
                     }
                 },

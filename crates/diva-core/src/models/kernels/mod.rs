@@ -6,6 +6,27 @@
 //! be several, because candle's backward zero-fills and adds a gradient per
 //! node on one thread. `gelu` and `softmax` are inference only.
 
+/// `$body` evaluated on the operands' elements as slices of one float type
+/// (f32 or f64; bound to the same names as the storages), wrapped back into
+/// a `CpuStorage`; an error naming kernel `$name` for other or mixed dtypes
+/// and for non-contiguous layouts. Defined before the modules so they can
+/// use it.
+macro_rules! float_slices {
+    ($name:expr, ($($s:ident, $l:ident),+) => $body:expr) => {
+        match ($($s,)+) {
+            ($(candle_core::CpuStorage::F32($s),)+) => {
+                $(let $s = $crate::models::kernels::contiguous_slice($s, $l, $name)?;)+
+                candle_core::CpuStorage::F32($body)
+            }
+            ($(candle_core::CpuStorage::F64($s),)+) => {
+                $(let $s = $crate::models::kernels::contiguous_slice($s, $l, $name)?;)+
+                candle_core::CpuStorage::F64($body)
+            }
+            _ => candle_core::bail!("{}: f32/f64 operands of one dtype only", $name),
+        }
+    };
+}
+
 pub mod activations;
 pub mod attention;
 pub mod fast_exp;
@@ -37,4 +58,16 @@ pub(crate) fn contiguous_slice<'a, T>(
 #[inline(always)]
 pub(crate) fn with_best_simd<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
+}
+
+/// An error naming `kernel` unless all `layouts` have one shape.
+pub(crate) fn same_shapes(
+    kernel: &str,
+    layouts: &[&candle_core::Layout],
+) -> candle_core::Result<()> {
+    let first = layouts[0].shape();
+    if let Some(other) = layouts.iter().find(|l| l.shape() != first) {
+        candle_core::bail!("{kernel}: shapes {first:?} and {:?} differ", other.shape());
+    }
+    Ok(())
 }

@@ -112,17 +112,15 @@ impl RopeKernel {
     /// `(b, h, t, d)` of the rotation for an input of `dims`.
     fn sizes(&self, dims: &[usize]) -> Result<[usize; 4]> {
         let half = self.cos.dim(1)?;
-        Ok(match (self.layouts, dims) {
+        let sizes = match (self.layouts, dims) {
             (Layouts::Heads | Layouts::Merge, &[b, h, t, d]) => [b, h, t, d],
             (Layouts::Split { n_head }, &[b, t, w]) => [b, n_head, t, w / n_head],
             _ => candle_core::bail!("rope: unexpected input shape {dims:?}"),
-        })
-        .and_then(|s: [usize; 4]| {
-            if s[3] != 2 * half {
-                candle_core::bail!("rope: head size {} for cos/sin of width {half}", s[3]);
-            }
-            Ok(s)
-        })
+        };
+        if sizes[3] != 2 * half {
+            candle_core::bail!("rope: head size {} for cos/sin of width {half}", sizes[3]);
+        }
+        Ok(sizes)
     }
 
     fn out_shape(&self, [b, h, t, d]: [usize; 4]) -> Shape {

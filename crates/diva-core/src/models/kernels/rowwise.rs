@@ -153,36 +153,13 @@ impl CustomOp2 for Bwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        if l1.shape() != l2.shape() {
-            candle_core::bail!(
-                "{}: shapes {:?} and {:?} differ",
-                self.name(),
-                l1.shape(),
-                l2.shape()
-            );
-        }
+        super::same_shapes(self.name(), &[l1, l2])?;
         let n = row_len(l1);
-        let out = match (s1, s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(g)) => {
-                let (a, g) = (
-                    contiguous_slice(a, l1, self.name())?,
-                    contiguous_slice(g, l2, self.name())?,
-                );
-                let mut dst = vec![0f32; a.len()];
-                backward_rows(self.0, a, g, &mut dst, n);
-                CpuStorage::F32(dst)
-            }
-            (CpuStorage::F64(a), CpuStorage::F64(g)) => {
-                let (a, g) = (
-                    contiguous_slice(a, l1, self.name())?,
-                    contiguous_slice(g, l2, self.name())?,
-                );
-                let mut dst = vec![0f64; a.len()];
-                backward_rows(self.0, a, g, &mut dst, n);
-                CpuStorage::F64(dst)
-            }
-            _ => candle_core::bail!("{}: f32/f64 only, both operands alike", self.name()),
-        };
+        let out = float_slices!(self.name(), (s1, l1, s2, l2) => {
+            let mut dst = vec![Default::default(); s1.len()];
+            backward_rows(self.0, s1, s2, &mut dst, n);
+            dst
+        });
         Ok((out, l1.shape().clone()))
     }
 }
@@ -204,27 +181,11 @@ impl CustomOp2 for RmsConstWeight {
             candle_core::bail!("{}: weight {:?} for rows of {n}", self.name(), l2.shape());
         }
         let op = RowOp::Rms { eps: self.eps };
-        let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(w)) => {
-                let (x, w) = (
-                    contiguous_slice(x, l1, self.name())?,
-                    contiguous_slice(w, l2, self.name())?,
-                );
-                let mut dst = vec![0f32; x.len()];
-                scaled_rms_rows(op, x, w, &mut dst, n);
-                CpuStorage::F32(dst)
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(w)) => {
-                let (x, w) = (
-                    contiguous_slice(x, l1, self.name())?,
-                    contiguous_slice(w, l2, self.name())?,
-                );
-                let mut dst = vec![0f64; x.len()];
-                scaled_rms_rows(op, x, w, &mut dst, n);
-                CpuStorage::F64(dst)
-            }
-            _ => candle_core::bail!("{}: f32/f64 only, both operands alike", self.name()),
-        };
+        let out = float_slices!(self.name(), (s1, l1, s2, l2) => {
+            let mut dst = vec![Default::default(); s1.len()];
+            scaled_rms_rows(op, s1, s2, &mut dst, n);
+            dst
+        });
         Ok((out, l1.shape().clone()))
     }
 
@@ -255,39 +216,14 @@ impl CustomOp3 for RmsConstWeightBwd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        if l1.shape() != l3.shape() {
-            candle_core::bail!(
-                "{}: shapes {:?} and {:?} differ",
-                self.name(),
-                l1.shape(),
-                l3.shape()
-            );
-        }
+        super::same_shapes(self.name(), &[l1, l3])?;
         let n = row_len(l1);
         let op = RowOp::Rms { eps: self.eps };
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(g)) => {
-                let (x, w, g) = (
-                    contiguous_slice(x, l1, self.name())?,
-                    contiguous_slice(w, l2, self.name())?,
-                    contiguous_slice(g, l3, self.name())?,
-                );
-                let mut dst = vec![0f32; x.len()];
-                scaled_rms_backward_rows(op, x, w, g, &mut dst, n);
-                CpuStorage::F32(dst)
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(g)) => {
-                let (x, w, g) = (
-                    contiguous_slice(x, l1, self.name())?,
-                    contiguous_slice(w, l2, self.name())?,
-                    contiguous_slice(g, l3, self.name())?,
-                );
-                let mut dst = vec![0f64; x.len()];
-                scaled_rms_backward_rows(op, x, w, g, &mut dst, n);
-                CpuStorage::F64(dst)
-            }
-            _ => candle_core::bail!("{}: f32/f64 only, all operands alike", self.name()),
-        };
+        let out = float_slices!(self.name(), (s1, l1, s2, l2, s3, l3) => {
+            let mut dst = vec![Default::default(); s1.len()];
+            scaled_rms_backward_rows(op, s1, s2, s3, &mut dst, n);
+            dst
+        });
         Ok((out, l1.shape().clone()))
     }
 }
