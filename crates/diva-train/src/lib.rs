@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod optim;
 pub mod progress;
 pub mod projection_init;
+pub mod response;
 pub mod run_state;
 pub mod setup;
 pub mod student;

@@ -7,6 +7,10 @@
 //!   bounds the distance between the two next-token distributions.
 //! - alignment: the mean over the last `T` virtual tokens (`T` = transcript
 //!   length in tokens) of `‖v_i − E(t_i)‖₂`; earlier virtual tokens are free.
+//!
+//! Beside them, options that are off in the official recipe: the in-batch
+//! contrastive loss here, and the KL losses (`student::first_token_kl`,
+//! `response::response_kl`), which share [`log_softmax`].
 
 use candle_core::{IndexOp, Result, Tensor, D};
 use diva_core::models::llm::Llm;
@@ -31,6 +35,38 @@ pub fn align_loss(virtual_tokens: &Tensor, transcript_embeds: &Tensor) -> Result
         .sum(D::Minus1)?
         .sqrt()?
         .mean_all()
+}
+
+/// Log-softmax over the last dimension, differentiable (candle's fused
+/// softmax carries no gradient). The max is detached: it only shifts.
+pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let shifted = x.broadcast_sub(&max)?;
+    shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(D::Minus1)?.log()?)
+}
+
+/// In-batch contrastive loss (InfoNCE, arXiv 2412.15712): the cosine
+/// similarities of each student state `[b, d]` to every teacher state in the
+/// batch, over `temperature`, scored by cross-entropy against its own
+/// teacher. Penalises exactly the collapse where every clip gets the same
+/// generic state. Per example `[b]`; the teachers carry no gradient.
+pub fn contrastive_loss(student: &Tensor, teacher: &Tensor, temperature: f64) -> Result<Tensor> {
+    let b = student.dim(0)?;
+    if b < 2 || teacher.dims() != student.dims() {
+        candle_core::bail!(
+            "the contrastive loss needs a batch of ≥ 2 students and as many teachers, got {:?} and {:?}",
+            student.dims(),
+            teacher.dims()
+        );
+    }
+    let unit = |x: &Tensor| -> Result<Tensor> {
+        x.broadcast_div(&x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?)
+    };
+    let sim = (unit(student)?.matmul(&unit(&teacher.detach())?.t()?)? / temperature)?;
+    let logp = log_softmax(&sim)?;
+    let diag: Vec<u32> = (0..b as u32).collect();
+    let own = Tensor::new(diag.as_slice(), student.device())?.unsqueeze(1)?;
+    logp.gather(&own, D::Minus1)?.squeeze(1)?.neg()
 }
 
 /// The losses of a batch, per example and combined.
@@ -100,6 +136,31 @@ pub fn batch_loss(
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn contrastive_loss_is_low_for_matching_states_and_high_for_swapped() {
+        let dev = Device::Cpu;
+        let t = Tensor::new(&[[1.0f64, 0.0], [0.0, 1.0]], &dev).unwrap();
+        let swapped = Tensor::new(&[[0.0f64, 1.0], [1.0, 0.0]], &dev).unwrap();
+        let own = contrastive_loss(&t, &t, 0.1)
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        let bad = contrastive_loss(&swapped, &t, 0.1)
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        // -log(e^10 / (e^10 + e^0)) and -log(e^0 / (e^0 + e^10)).
+        let want_own = (1.0 + (-10.0f64).exp()).ln();
+        assert!((own[0] - want_own).abs() < 1e-12 && (own[1] - want_own).abs() < 1e-12);
+        assert!((bad[0] - (want_own + 10.0)).abs() < 1e-9, "{bad:?}");
+        assert!(contrastive_loss(
+            &t.narrow(0, 0, 1).unwrap(),
+            &t.narrow(0, 0, 1).unwrap(),
+            0.1
+        )
+        .is_err());
+    }
 
     #[test]
     fn norms_are_unsquared_and_alignment_uses_the_tail() {

@@ -15,7 +15,8 @@ use diva_core::models::exec::compute_dtype;
 use diva_core::models::llm::{KvCache, Llm};
 use diva_core::models::Exec;
 
-use crate::losses::{align_loss, distill_loss};
+use crate::losses::{align_loss, contrastive_loss, distill_loss, log_softmax};
+use crate::response::{response_kl, ReplyBatch};
 
 /// The constant parts of every student prompt, embedded once. The prefix's
 /// keys and values are also computed once: causal attention means they do
@@ -79,6 +80,9 @@ pub struct StudentOutput {
     pub virtual_tokens: Tensor,
     /// Final-norm hidden state at the last prompt position, `[b, d_llm]`.
     pub last_hidden: Tensor,
+    /// Final-norm hidden states at the teacher-forced reply tokens'
+    /// positions `[b, R, d_llm]`, when a reply was given.
+    pub reply_hidden: Option<Tensor>,
 }
 
 /// Encoder states `[b, frames, d_whisper]` → the student's outputs.
@@ -89,11 +93,27 @@ pub fn forward(
     states: &Tensor,
     exec: Exec,
 ) -> Result<StudentOutput> {
+    forward_with_reply(connector, llm, prompt, states, None, exec)
+}
+
+/// [`forward`], teacher-forced on reply ids `[b, R]` after the prompt (for
+/// the response KL); causal attention leaves the prompt's states unchanged.
+pub fn forward_with_reply(
+    connector: &Connector,
+    llm: &Llm,
+    prompt: &PromptEmbeds,
+    states: &Tensor,
+    reply_ids: Option<&Tensor>,
+    exec: Exec,
+) -> Result<StudentOutput> {
     let virtual_tokens = connector.forward(states, exec)?;
-    let last_hidden = llm_last_hidden(llm, prompt, &virtual_tokens, exec)?;
+    let reply = reply_ids.map(|ids| llm.embed(ids)).transpose()?;
+    let (last_hidden, reply_hidden) =
+        llm_hidden(llm, prompt, &virtual_tokens, reply.as_ref(), exec)?;
     Ok(StudentOutput {
         virtual_tokens,
         last_hidden,
+        reply_hidden,
     })
 }
 
@@ -105,32 +125,59 @@ pub fn llm_last_hidden(
     virtual_tokens: &Tensor,
     exec: Exec,
 ) -> Result<Tensor> {
+    Ok(llm_hidden(llm, prompt, virtual_tokens, None, exec)?.0)
+}
+
+/// The prompt around `virtual_tokens`, then `reply` embeddings `[b, R, d]`
+/// if given → (the state at the last prompt position `[b, d]`, the states
+/// at the reply positions `[b, R, d]`).
+fn llm_hidden(
+    llm: &Llm,
+    prompt: &PromptEmbeds,
+    virtual_tokens: &Tensor,
+    reply: Option<&Tensor>,
+    exec: Exec,
+) -> Result<(Tensor, Option<Tensor>)> {
     let (b, _, d) = virtual_tokens.dims3()?;
     let expand = |t: &Tensor| t.broadcast_as((b, t.dim(1)?, d))?.contiguous();
     let virt = virtual_tokens.to_dtype(llm.dtype)?;
-    let hidden = match prompt.batch_cache(b)? {
-        Some(mut cache) => {
-            let input = Tensor::cat(&[&virt, &expand(&prompt.suffix)?], 1)?;
-            llm.forward_embeds(&input, None, Some(&mut cache), exec)?
-        }
-        None => {
-            let input = Tensor::cat(
-                &[&expand(&prompt.prefix)?, &virt, &expand(&prompt.suffix)?],
-                1,
-            )?;
-            llm.forward_embeds(&input, None, None, exec)?
-        }
+    let suffix = expand(&prompt.suffix)?;
+    let reply = reply.map(|r| r.to_dtype(llm.dtype)).transpose()?;
+    let mut parts = vec![&virt, &suffix];
+    if let Some(r) = &reply {
+        parts.push(r);
+    }
+    let cache = prompt.batch_cache(b)?;
+    let prefix;
+    if cache.is_none() {
+        prefix = expand(&prompt.prefix)?;
+        parts.insert(0, &prefix);
+    }
+    let input = Tensor::cat(&parts, 1)?;
+    let hidden = match cache {
+        Some(mut cache) => llm.forward_embeds(&input, None, Some(&mut cache), exec)?,
+        None => llm.forward_embeds(&input, None, None, exec)?,
     };
-    hidden.i((.., hidden.dim(1)? - 1))
+    let r = reply.as_ref().map_or(Ok(0), |r| r.dim(1))?;
+    let last = hidden.dim(1)? - r - 1;
+    let reply_hidden = (r > 0).then(|| hidden.narrow(1, last + 1, r)).transpose()?;
+    Ok((hidden.i((.., last))?, reply_hidden))
 }
 
-/// How the losses combine.
+/// How the losses combine. The official recipe is distill + align; every
+/// other weight is 0 there.
 #[derive(Debug, Clone, Copy)]
 pub struct LossWeights {
     pub distill: f64,
     pub align: f64,
     pub kl: f64,
     pub kl_temperature: f64,
+    /// In-batch contrastive loss on the last-position states.
+    pub contrastive: f64,
+    pub contrastive_temperature: f64,
+    /// Response-level KL over the teacher-forced reply (needs replies).
+    pub response_kl: f64,
+    pub response_kl_temperature: f64,
 }
 
 impl Default for LossWeights {
@@ -141,6 +188,10 @@ impl Default for LossWeights {
             align: 1.0,
             kl: 0.0,
             kl_temperature: 1.0,
+            contrastive: 0.0,
+            contrastive_temperature: 0.1,
+            response_kl: 0.0,
+            response_kl_temperature: 2.0,
         }
     }
 }
@@ -152,6 +203,11 @@ pub struct Losses {
     pub align: Tensor,
     /// Present when the KL weight is positive.
     pub kl: Option<Tensor>,
+    /// `[b]`, present when the contrastive weight is positive.
+    pub contrastive: Option<Tensor>,
+    /// Batch scalar (mean over all reply positions), when replies were given
+    /// and the response-KL weight is positive.
+    pub response_kl: Option<Tensor>,
 }
 
 /// The losses of a batch: `teacher` `[b, d]` are the teacher's last-position
@@ -161,6 +217,19 @@ pub fn losses(
     out: &StudentOutput,
     teacher: &Tensor,
     transcripts: &[Tensor],
+    w: LossWeights,
+) -> Result<Losses> {
+    losses_with_replies(llm, out, teacher, transcripts, None, w)
+}
+
+/// [`losses`], plus the response KL against `replies` (the batch's cached
+/// teacher replies, which `out` was teacher-forced on).
+pub fn losses_with_replies(
+    llm: &Llm,
+    out: &StudentOutput,
+    teacher: &Tensor,
+    transcripts: &[Tensor],
+    replies: Option<&ReplyBatch>,
     w: LossWeights,
 ) -> Result<Losses> {
     let b = out.last_hidden.dim(0)?;
@@ -195,22 +264,45 @@ pub fn losses(
     } else {
         None
     };
+    let contrastive = if w.contrastive > 0.0 {
+        let c = contrastive_loss(&student, &teacher, w.contrastive_temperature)?;
+        total = (total + (&c * w.contrastive)?)?;
+        Some(c)
+    } else {
+        None
+    };
+    let mut total = total.mean_all()?;
+    let response_kl = match (replies, &out.reply_hidden) {
+        (Some(r), Some(h)) if w.response_kl > 0.0 => {
+            let rows = r.select_rows(h)?;
+            let logits = llm
+                .lm_head
+                .forward(&rows.to_dtype(llm.dtype)?)?
+                .to_dtype(work)?;
+            let k = response_kl(&logits, &r.top_ids, &r.top_logp, w.response_kl_temperature)?;
+            total = (total + (&k * w.response_kl)?)?;
+            Some(k)
+        }
+        (None, _) | (_, None) if w.response_kl > 0.0 => {
+            candle_core::bail!(
+                "the response KL needs the teacher's replies and a teacher-forced student"
+            )
+        }
+        _ => None,
+    };
     Ok(Losses {
-        total: total.mean_all()?,
+        total,
         distill,
         align,
         kl,
+        contrastive,
+        response_kl,
     })
 }
 
 /// KL(teacher ‖ student) of the first reply token's distribution at
 /// temperature τ, scaled by τ² (Hinton; Ultravox uses τ = 2). `[b]`.
 pub fn first_token_kl(llm: &Llm, student: &Tensor, teacher: &Tensor, tau: f64) -> Result<Tensor> {
-    let log_softmax = |x: &Tensor| -> Result<Tensor> {
-        let max = x.max_keepdim(D::Minus1)?.detach();
-        let shifted = x.broadcast_sub(&max)?;
-        shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(D::Minus1)?.log()?)
-    };
     // Logits in the loss dtype (f32 for half models, f64 in gradient checks).
     let work = compute_dtype(student.dtype());
     let logits = |h: &Tensor| -> Result<Tensor> {

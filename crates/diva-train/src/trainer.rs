@@ -271,6 +271,7 @@ pub fn train(opts: TrainOptions) -> Result<TrainSummary> {
         align: cfg.align_weight,
         kl: cfg.kl_weight,
         kl_temperature: cfg.kl_temperature,
+        ..LossWeights::default()
     };
     let val_opts = ValOptions {
         pool: cfg.retrieval_pool,

@@ -171,6 +171,7 @@ pub fn run(a: TrainArgs) -> Result<std::process::ExitCode> {
         let out = student::StudentOutput {
             last_hidden,
             virtual_tokens: virt,
+            reply_hidden: None,
         };
         let l = student::losses(&m.llm, &out, &teacher, &transcripts, LossWeights::default())?;
         l.total.to_scalar::<f32>()?;
