@@ -14,6 +14,7 @@ pub mod optim;
 pub mod progress;
 pub mod projection_init;
 pub mod run_state;
+pub mod session;
 pub mod setup;
 pub mod student;
 pub mod teacher_cache;
