@@ -63,6 +63,10 @@ pub struct TrainConfig {
     /// Cache Whisper encoder states (f16) on disk so later epochs skip the
     /// frozen encoder.
     pub cache_encoder: bool,
+    /// Refuse to train when more than this share of a manifest's entries is
+    /// unusable (bad lines, undecodable audio, over-long transcripts); 1
+    /// trains on whatever is usable.
+    pub max_unusable_share: f64,
 }
 
 impl Default for TrainConfig {
@@ -72,6 +76,10 @@ impl Default for TrainConfig {
 }
 
 pub const PRESETS: &[&str] = &["tiny", "paper"];
+
+/// The default of [`TrainConfig::max_unusable_share`] (and of
+/// `eval-distill --max-unusable-share`).
+pub const DEFAULT_MAX_UNUSABLE_SHARE: f64 = 0.05;
 
 impl TrainConfig {
     pub fn preset(name: &str) -> Result<Self> {
@@ -101,6 +109,7 @@ impl TrainConfig {
             max_new_tokens: 32,
             retrieval_pool: 100,
             cache_encoder: true,
+            max_unusable_share: DEFAULT_MAX_UNUSABLE_SHARE,
         };
         match name {
             "tiny" => Ok(tiny),
@@ -187,6 +196,12 @@ impl TrainConfig {
         }
         if self.checkpoint_every == 0 || self.keep_last == 0 {
             return fail("checkpoint_every and keep_last must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.max_unusable_share) {
+            return fail(format!(
+                "max_unusable_share must be in [0, 1], got {}",
+                self.max_unusable_share
+            ));
         }
         if self.retrieval_pool < 2 {
             return fail("retrieval_pool must be at least 2".into());

@@ -15,6 +15,7 @@ pub mod progress;
 pub mod projection_init;
 pub mod response;
 pub mod run_state;
+pub mod session;
 pub mod setup;
 pub mod student;
 pub mod teacher_cache;

@@ -160,66 +160,73 @@ pub fn cache_root(explicit: Option<&Path>) -> PathBuf {
 }
 
 /// Tokenize, encode (filling the encoder cache) and compute teacher targets
-/// (filling the teacher cache) for `items`. Items that cannot be used are
-/// skipped and returned with the reason.
+/// (filling the teacher cache) for `items` (each with its location, e.g.
+/// `manifest.jsonl:7`). Items that cannot be used are skipped and returned
+/// with the reason, unlogged: the caller reports them once.
 pub fn prepare(
     frozen: &Frozen,
     features: &EncoderFeatures,
     teacher: &mut TeacherCache,
-    items: &[Item],
+    items: &[(String, Item)],
     num_queries: usize,
     label: &str,
 ) -> Result<(Vec<Example>, Vec<Skipped>)> {
     let mut skipped = Vec::new();
     let mut kept = Vec::new();
-    for item in items {
+    for (location, item) in items {
         let ids = match frozen.transcript_ids(&item.text) {
             Ok(ids) => ids,
             Err(e) => {
                 skipped.push(Skipped::new(
-                    item.audio.display().to_string(),
-                    SkipReason::Malformed(format!("transcript does not tokenize: {e}")),
+                    location,
+                    SkipReason::Unusable(format!("transcript does not tokenize: {e}")),
                 ));
                 continue;
             }
         };
         if ids.is_empty() {
-            skipped.push(Skipped::new(
-                item.audio.display().to_string(),
-                SkipReason::EmptyTranscript,
-            ));
+            skipped.push(Skipped::new(location, SkipReason::EmptyTranscript));
             continue;
         }
         if ids.len() > num_queries {
             skipped.push(Skipped::new(
-                item.audio.display().to_string(),
-                SkipReason::Malformed(format!(
+                location,
+                SkipReason::Unusable(format!(
                     "transcript has {} tokens, more than the {num_queries} virtual tokens the alignment loss can match",
                     ids.len()
                 )),
             ));
             continue;
         }
-        kept.push((item.clone(), ids));
+        kept.push((location, item.clone(), ids));
     }
 
     // Encoder pass: the expensive one, shown with a bar.
     let todo = kept
         .iter()
-        .filter(|(it, _)| !features.is_cached(&it.audio))
+        .filter(|(_, it, _)| !features.is_cached(&it.audio))
         .count();
     let bar = crate::progress::bar(todo as u64, &format!("{label}: encoding audio"));
     let mut encoded = Vec::new();
-    for (item, ids) in kept {
+    for (location, item, ids) in kept {
         let cached = features.is_cached(&item.audio);
         match features.states(&item.audio) {
             Ok(_) => encoded.push((item, ids)),
             Err(e) => {
-                tracing::warn!("skipping {}: {e:#}", item.audio.display());
-                skipped.push(Skipped::new(
-                    item.audio.display().to_string(),
-                    SkipReason::Malformed(format!("unreadable audio: {e:#}")),
-                ));
+                // diva-core's audio errors already name the file: keep the problem.
+                let problem = match e.downcast_ref::<diva_core::Error>() {
+                    Some(diva_core::Error::Audio { problem, .. }) => problem.clone(),
+                    _ => format!("{e:#}"),
+                };
+                let reason = if item.audio.exists() {
+                    SkipReason::UnreadableAudio {
+                        path: item.audio.clone(),
+                        problem,
+                    }
+                } else {
+                    SkipReason::MissingAudio(item.audio.clone())
+                };
+                skipped.push(Skipped::new(location, reason));
             }
         }
         if !cached {
@@ -262,8 +269,5 @@ pub fn prepare(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    for s in &skipped {
-        tracing::warn!("{label}: skipped {}: {}", s.location, s.reason);
-    }
     Ok((examples, skipped))
 }

@@ -20,15 +20,12 @@ use diva_core::models::Exec;
 use serde_json::json;
 
 use crate::config::TrainConfig;
-use crate::data::read_manifest;
 use crate::data_order::{DataOrder, DataPosition};
-use crate::features::EncoderFeatures;
 use crate::optim::{accumulate, clip_grads, AdamW, AdamWParams, Schedule};
 use crate::run_state::{self, TrainerState};
-use crate::setup::{self, Example, Frozen};
+use crate::setup::Example;
 use crate::student::{self, LossWeights};
-use crate::teacher_cache::TeacherCache;
-use crate::validate::{self, Student, TeacherReplies, ValOptions, ValReport};
+use crate::validate::{self, Student, ValOptions, ValReport};
 
 pub struct TrainOptions {
     pub config: TrainConfig,
@@ -57,80 +54,7 @@ pub struct TrainSummary {
     pub skipped: usize,
 }
 
-/// The pieces a step needs, set up once.
-pub struct Session {
-    pub frozen: Frozen,
-    pub features: EncoderFeatures,
-    pub teacher: TeacherCache,
-    pub replies: TeacherReplies,
-}
-
-impl Session {
-    pub fn open(
-        whisper: &str,
-        llm: &str,
-        cache_dir: Option<&Path>,
-        cache_encoder: bool,
-        device: &Device,
-        dtype: DType,
-    ) -> Result<Self> {
-        let frozen = Frozen::load(whisper, llm, device, dtype)?;
-        let root = setup::cache_root(cache_dir);
-        let enc_key = frozen.encoder_key();
-        let features = EncoderFeatures::new(
-            &frozen.whisper,
-            &enc_key,
-            cache_encoder.then(|| root.join("encoder").join(&enc_key)),
-            device,
-            dtype,
-        )?;
-        let key = frozen.teacher_key();
-        let dir = root.join("teacher");
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        let teacher = TeacherCache::open(&dir.join(format!("{key}.safetensors")), &key)?;
-        let replies = TeacherReplies::open(Some(dir.join(format!("{key}-replies.json"))));
-        Ok(Self {
-            frozen,
-            features,
-            teacher,
-            replies,
-        })
-    }
-
-    /// A manifest → usable examples (see [`setup::prepare`]).
-    pub fn examples(
-        &mut self,
-        manifest: &Path,
-        num_queries: usize,
-        limit: Option<usize>,
-        label: &str,
-    ) -> Result<(Vec<Example>, usize)> {
-        let (mut items, bad) = read_manifest(manifest)?;
-        for s in &bad {
-            tracing::warn!("{label}: skipped {}: {}", s.location, s.reason);
-        }
-        if let Some(l) = limit {
-            items.truncate(l);
-        }
-        let (ex, skipped) = setup::prepare(
-            &self.frozen,
-            &self.features,
-            &mut self.teacher,
-            &items,
-            num_queries,
-            label,
-        )?;
-        if ex.is_empty() {
-            bail!(
-                "{}: no usable examples ({} skipped; see the warnings above)",
-                manifest.display(),
-                bad.len() + skipped.len()
-            );
-        }
-        Ok((ex, bad.len() + skipped.len()))
-    }
-}
+pub use crate::session::Session;
 
 fn append_metrics(path: &Path, value: &serde_json::Value) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
@@ -187,11 +111,13 @@ pub fn train(opts: TrainOptions) -> Result<TrainSummary> {
         &opts.device,
         opts.dtype,
     )?;
-    let (train_set, skipped) = session.examples(&opts.train, cfg.num_queries, None, "train")?;
+    let share = cfg.max_unusable_share;
+    let (train_set, skipped) =
+        session.examples(&opts.train, cfg.num_queries, None, share, "train")?;
     let val_set = match &opts.val {
         Some(v) => Some(
             session
-                .examples(v, cfg.num_queries, Some(cfg.val_limit), "val")?
+                .examples(v, cfg.num_queries, Some(cfg.val_limit), share, "val")?
                 .0,
         ),
         None => None,
@@ -276,7 +202,10 @@ pub fn train(opts: TrainOptions) -> Result<TrainSummary> {
     let val_opts = ValOptions {
         pool: cfg.retrieval_pool,
         reply_clips: cfg.val_reply_clips,
-        max_new_tokens: cfg.max_new_tokens,
+        replies: diva_core::generate::SamplingParams {
+            max_tokens: cfg.max_new_tokens,
+            ..Default::default()
+        },
         batch: cfg.micro_batch,
     };
     let mut last_val = None;

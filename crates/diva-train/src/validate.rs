@@ -30,9 +30,10 @@ pub enum Student<'a> {
 #[derive(Debug, Clone)]
 pub struct ValOptions {
     pub pool: usize,
-    /// Clips whose greedy replies are compared (the first ones).
+    /// Clips whose replies are compared (the first ones).
     pub reply_clips: usize,
-    pub max_new_tokens: usize,
+    /// How student and teacher replies are generated (greedy by default).
+    pub replies: SamplingParams,
     pub batch: usize,
 }
 
@@ -54,7 +55,7 @@ pub struct ValReport {
     pub reply_clips: usize,
     pub reply_f1: Option<f64>,
     pub reply_f1_mismatched: Option<f64>,
-    pub seconds: f64,
+    pub elapsed_s: f64,
 }
 
 impl ValReport {
@@ -79,8 +80,8 @@ impl ValReport {
     }
 }
 
-/// The teacher's greedy replies, computed once per transcript and kept in a
-/// JSON file beside the teacher cache.
+/// The teacher's replies, computed once per transcript and sampling setting
+/// and kept in a JSON file beside the teacher cache.
 pub struct TeacherReplies {
     path: Option<PathBuf>,
     replies: HashMap<String, String>,
@@ -101,13 +102,19 @@ impl TeacherReplies {
         }
     }
 
-    fn get(&mut self, frozen: &Frozen, text: &str, ids: &[u32], max: usize) -> Result<String> {
-        let key = transcript_key(text);
+    fn get(
+        &mut self,
+        frozen: &Frozen,
+        text: &str,
+        ids: &[u32],
+        params: &SamplingParams,
+    ) -> Result<String> {
+        let key = reply_key(text, params);
         if let Some(r) = self.replies.get(&key) {
             return Ok(r.clone());
         }
         let prompt = frozen.split.teacher(&frozen.llm, ids)?;
-        let r = greedy(frozen, &prompt, max)?;
+        let r = reply(frozen, &prompt, params)?;
         self.replies.insert(key, r.clone());
         self.dirty = true;
         Ok(r)
@@ -133,13 +140,26 @@ impl TeacherReplies {
     }
 }
 
-fn greedy(frozen: &Frozen, prompt: &Tensor, max_new_tokens: usize) -> Result<String> {
+/// A cached reply is only reused for the same transcript and the same
+/// sampling settings (greedy 32 tokens and sampled 256 differ).
+fn reply_key(text: &str, p: &SamplingParams) -> String {
+    format!(
+        "{}|t{}|p{:?}|k{:?}|r{}x{}|s{}|m{}|stop{:?}",
+        transcript_key(text),
+        p.temperature,
+        p.top_p,
+        p.top_k,
+        p.repeat_penalty,
+        p.repeat_last_n,
+        p.seed,
+        p.max_tokens,
+        p.stop_strings
+    )
+}
+
+fn reply(frozen: &Frozen, prompt: &Tensor, params: &SamplingParams) -> Result<String> {
     let g = TextGenerator::new(&frozen.llm, &frozen.tokenizer);
-    let params = SamplingParams {
-        max_tokens: max_new_tokens,
-        ..SamplingParams::default()
-    };
-    let out = g.generate_embeds(prompt, &mut frozen.llm.new_cache(), &params, |_| {})?;
+    let out = g.generate_embeds(prompt, &mut frozen.llm.new_cache(), params, |_| {})?;
     Ok(out.text.trim().to_string())
 }
 
@@ -275,10 +295,10 @@ pub fn evaluate(
         let mut t_replies = Vec::new();
         let mut texts = Vec::new();
         for (e, p) in examples.iter().zip(&prompts) {
-            s_replies.push(greedy(frozen, p, opts.max_new_tokens)?);
+            s_replies.push(reply(frozen, p, &opts.replies)?);
             t_replies.push(
                 replies
-                    .get(frozen, &e.item.text, &e.ids, opts.max_new_tokens)
+                    .get(frozen, &e.item.text, &e.ids, &opts.replies)
                     .context("teacher reply")?,
             );
             texts.push(e.item.text.clone());
@@ -303,6 +323,6 @@ pub fn evaluate(
         reply_clips: if want_replies >= 2 { want_replies } else { 0 },
         reply_f1,
         reply_f1_mismatched: reply_mm,
-        seconds: t0.elapsed().as_secs_f64(),
+        elapsed_s: t0.elapsed().as_secs_f64(),
     })
 }

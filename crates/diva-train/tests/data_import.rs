@@ -45,7 +45,17 @@ fn manifest_relative_paths_and_malformed_lines() {
     assert_eq!(skipped.len(), 2);
     assert!(skipped[0].location.ends_with(":2"), "{}", skipped[0]);
     assert!(skipped[1].location.ends_with(":5"), "{}", skipped[1]);
-    assert!(matches!(skipped[0].reason, SkipReason::Malformed(_)));
+    assert_eq!(
+        skipped[0].to_string(),
+        format!(
+            "{}:2: malformed line 2: expected ident at line 1 column 2",
+            manifest.display()
+        )
+    );
+    assert!(matches!(
+        skipped[1].reason,
+        SkipReason::MalformedLine { line: 5, .. }
+    ));
 }
 
 #[test]

@@ -70,16 +70,9 @@ struct Parts {
     connector: Option<Connector>,
 }
 
-/// The default model: `$DIVA_MODEL`, else the one shipped in this source tree.
+/// The default model: `$DIVA_MODEL`, else the one shipped in the binary.
 pub fn default_model() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("DIVA_MODEL").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/diva-tiny");
-    shipped
-        .join("model.safetensors")
-        .is_file()
-        .then_some(shipped)
+    super::models::default_model()
 }
 
 fn load(a: &mut Args) -> Result<Parts> {

@@ -12,8 +12,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub enum Cmd {
     /// Speak every line of a text file with varied voices, rate and pitch;
     /// writes DIR/wavs/*.wav (16 kHz mono) and manifest/train/val.jsonl.
+    #[command(after_help = "Examples:
+  diva corpus synth --text lines.txt --out corpus --repeat 2 --holdout-voice flite-slt
+  diva corpus synth --text lines.txt --out corpus --noise-prob 0.3 --snr-db 10,30 --limit 100")]
     Synth(SynthArgs),
     /// List the voice ids available on this machine.
+    #[command(after_help = "Examples:\n  diva corpus voices")]
     Voices(VoicesArgs),
 }
 
@@ -40,6 +44,7 @@ pub struct SynthArgs {
     /// Share of the lines spoken by held-out voices.
     #[arg(long, default_value_t = 0.1)]
     val_share: f64,
+    /// Seed of the voice, rate, pitch, noise and split choices.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Probability that an utterance gets additive white or pink noise.
@@ -186,7 +191,7 @@ fn synth_corpus(a: SynthArgs) -> Result<ExitCode> {
     );
     let summary = serde_json::json!({
         "out": a.out, "written": report.written, "skipped_existing": report.existing,
-        "failed": report.failures.len(), "audio_hours": hours, "seconds": secs,
+        "failed": report.failures.len(), "audio_hours": hours, "elapsed_s": secs,
     });
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(if report.items.is_empty() {

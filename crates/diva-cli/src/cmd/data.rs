@@ -20,6 +20,9 @@ pub enum Cmd {
 #[derive(clap::Subcommand)]
 pub enum Source {
     /// Mozilla CommonVoice: DIR/clips/* with train/dev/test.tsv.
+    #[command(
+        after_help = "Examples:\n  diva data import commonvoice --dir cv-corpus/en --out data/cv-en"
+    )]
     Commonvoice {
         /// The language directory (holding clips/ and the .tsv files).
         #[arg(long)]
@@ -28,6 +31,9 @@ pub enum Source {
         out: Out,
     },
     /// LibriSpeech: ROOT/<speaker>/<chapter>/*.flac with *.trans.txt.
+    #[command(
+        after_help = "Examples:\n  diva data import librispeech --root LibriSpeech/dev-clean --out data/ls-dev"
+    )]
     Librispeech {
         /// A split directory such as LibriSpeech/dev-clean.
         #[arg(long)]
@@ -36,13 +42,19 @@ pub enum Source {
         out: Out,
     },
     /// A folder of audio files (wav/flac/mp3/ogg), each with a same-stem .txt transcript.
+    #[command(
+        after_help = "Examples:\n  diva data import folder --dir recordings --out data/mine"
+    )]
     Folder {
+        /// The folder holding the audio and .txt files (not searched recursively).
         #[arg(long)]
         dir: PathBuf,
         #[command(flatten)]
         out: Out,
     },
     /// Asterisk sound prompts: a core-sounds-en.txt style transcript list and the sounds.
+    #[command(after_help = "Examples:
+  diva data import asterisk --transcripts sounds/core-sounds-en.txt --sounds sounds/en --out data/asterisk")]
     Asterisk {
         /// Lines `key: transcript`.
         #[arg(long)]
@@ -55,6 +67,8 @@ pub enum Source {
     },
     /// Hugging Face `datasets` parquet files with an `audio` {bytes, path} column: the audio is
     /// extracted to OUT/audio/ (rerunning skips files already there).
+    #[command(after_help = "Examples:
+  diva data import parquet --files data/train-00000-of-00004.parquet --out data/hf --text-column sentence")]
     Parquet {
         /// The .parquet files (e.g. data/train-00000-of-00004.parquet …).
         #[arg(long, num_args = 1.., required = true)]

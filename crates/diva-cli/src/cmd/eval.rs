@@ -16,6 +16,9 @@ use crate::common::Precision;
 #[derive(clap::Subcommand)]
 pub enum Cmd {
     /// Word error rate of Whisper transcription on a JSONL manifest.
+    #[command(after_help = "Examples:
+  diva eval asr --manifest ~/.cache/diva/data/asterisk/manifest.jsonl
+  diva eval asr --manifest m.jsonl --model base --every 10 --items-out items.jsonl")]
     Asr(AsrArgs),
 }
 
@@ -24,8 +27,10 @@ pub struct AsrArgs {
     /// JSONL manifest with `id`, `audio`, `text`.
     #[arg(long)]
     manifest: PathBuf,
+    /// Whisper model: a fetched name (tiny.en, base), a directory or a hub id.
     #[arg(long, default_value = cache::DEFAULT_WHISPER)]
     model: String,
+    /// Compute dtype of the Whisper weights.
     #[arg(long, value_enum, default_value = "f32")]
     dtype: Precision,
     /// Another system's hypotheses (JSONL with `id`, `hyp`) to score beside ours.
@@ -94,7 +99,7 @@ pub fn run(cmd: Cmd) -> Result<ExitCode> {
     let summary = serde_json::json!({
         "manifest": a.manifest, "model": dir, "utterances": report.utterances, "words": report.words,
         "wer": report.wer, "compare_wer": report.other_wer, "identical": report.identical_to_other,
-        "failed": report.failed, "seconds": secs,
+        "failed": report.failed, "elapsed_s": secs,
     });
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(if report.failed.is_empty() {

@@ -13,6 +13,9 @@ use diva_core::models::whisper::WhisperWeights;
 use diva_core::weights::cache;
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  diva export --model runs/tiny --out exported/tiny
+  diva export --model runs/tiny --out exported/tiny-f16 --f16")]
 pub struct Args {
     /// The DiVA checkpoint directory to export.
     #[arg(long)]

@@ -10,6 +10,10 @@ use diva_train::config::{TrainConfig, PRESETS};
 use diva_train::trainer::{train, TrainOptions};
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  diva train --data corpus/train.jsonl --val corpus/val.jsonl --out runs/tiny
+  diva train --config configs/tiny-1000.toml --data corpus/train.jsonl --out runs/t1000 --resume
+  diva train --preset paper --print-config > paper.toml")]
 pub struct Args {
     /// A preset: `tiny` (tiny.en + SmolLM2-135M, CPU-sized) or `paper`
     /// (whisper-large-v3 + Llama-3-8B-Instruct, the official recipe).
@@ -18,37 +22,55 @@ pub struct Args {
     /// A TOML file whose fields override the preset (see `--print-config`).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Training manifest (JSONL: audio, text).
-    #[arg(long)]
-    data: PathBuf,
+    /// Training manifest (JSONL: audio, text). Required unless --print-config.
+    #[arg(long, required_unless_present = "print_config")]
+    data: Option<PathBuf>,
     /// Held-out manifest for validation every `val_every` steps.
     #[arg(long)]
     val: Option<PathBuf>,
     /// Run directory: checkpoints, metrics.jsonl, and the latest model.
-    #[arg(long)]
-    out: PathBuf,
+    /// Required unless --print-config.
+    #[arg(long, required_unless_present = "print_config")]
+    out: Option<PathBuf>,
     /// Continue the run in --out from its newest checkpoint.
     #[arg(long)]
     resume: bool,
     /// Shared encoder/teacher caches (default: $DIVA_HOME/cache).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Optimizer steps (config field `steps`).
     #[arg(long)]
     steps: Option<usize>,
+    /// Peak learning rate after warmup, cosine-decayed (config field `lr`).
     #[arg(long)]
     lr: Option<f64>,
+    /// Examples per optimizer step (config field `batch_size`); also lowers
+    /// --micro-batch to it when that is not given.
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Examples per forward/backward pass; --batch-size must be a multiple
+    /// (gradient accumulation) (config field `micro_batch`).
     #[arg(long)]
     micro_batch: Option<usize>,
+    /// Learned queries N: virtual tokens per clip (config field `num_queries`).
     #[arg(long)]
     num_queries: Option<usize>,
+    /// Seed of the initialisation and the data order (config field `seed`).
     #[arg(long)]
     seed: Option<u64>,
+    /// Save a checkpoint every this many steps, and at the end (config field
+    /// `checkpoint_every`).
     #[arg(long)]
     checkpoint_every: Option<usize>,
+    /// Validate on --val every this many steps; 0: only at the end (config
+    /// field `val_every`).
     #[arg(long)]
     val_every: Option<usize>,
+    /// Refuse to train when more than this share of a manifest's entries is
+    /// unusable; 1 trains on whatever is usable (config field
+    /// `max_unusable_share`, default 0.05).
+    #[arg(long)]
+    max_unusable_share: Option<f64>,
     /// Where to train: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -81,7 +103,8 @@ fn effective_config(a: &Args) -> Result<TrainConfig> {
         num_queries,
         seed,
         checkpoint_every,
-        val_every
+        val_every,
+        max_unusable_share
     );
     if a.batch_size.is_some() && a.micro_batch.is_none() && c.batch_size < c.micro_batch {
         c.micro_batch = c.batch_size;
@@ -96,6 +119,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         print!("{}", toml::to_string(&config)?);
         return Ok(ExitCode::SUCCESS);
     }
+    // clap requires both unless --print-config.
+    let (Some(data), Some(out)) = (a.data, a.out) else {
+        anyhow::bail!("--data and --out are required to train");
+    };
     let device = diva_core::device::parse_device(&a.device)?;
     let dtype: candle_core::DType = match a.dtype {
         Some(p) => p.into(),
@@ -117,9 +144,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let summary = train(TrainOptions {
         config,
-        train: a.data,
+        train: data,
         val: a.val,
-        out: a.out.clone(),
+        out: out.clone(),
         resume: a.resume,
         cache_dir: a.cache_dir,
         stop,
@@ -137,7 +164,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         summary.train_examples,
         summary.skipped,
         summary.samples_per_second,
-        a.out.display()
+        out.display()
     );
     if let Some(v) = &summary.validation {
         eprintln!("validation: {}", v.summary());

@@ -8,6 +8,13 @@
 //! Everything that can go wrong comes back as [`Error::Audio`] naming the file and the
 //! problem; no input (garbage bytes, empty files, truncated or hostile headers) panics —
 //! as a last line of defence a panic inside symphonia is caught and reported as corrupt data.
+//! A file that ends early (a recorder killed mid-write) decodes to what is there, with one
+//! warning, as sox and ffmpeg do.
+//!
+//! Logs: diva's own warnings about a file are collected while it decodes and logged once
+//! each, as `FILE: what`. symphonia logs through the `log` crate (bridged into `tracing`
+//! by tracing-subscriber); its lines are emitted inside a `decoding{file=…}` span so they
+//! name the file too.
 
 use std::fs::File;
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
@@ -15,20 +22,22 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use symphonia::core::audio::{AudioBuffer, Signal, SignalSpec};
-use symphonia::core::codecs::{self, CodecType, DecoderOptions, CODEC_TYPE_NULL};
+use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::{FormatOptions, FormatReader};
 use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
+use super::explain::{codec_name, codec_problem, probe_problem, sniff_container};
+use super::wav_header::{Patched, WavInfo};
 use crate::{Error, Result};
 
-/// A stream is reported as truncated when fewer than this fraction of the frames its
-/// container declares (`codec_params.n_frames`: the WAV data-chunk size, FLAC STREAMINFO,
-/// the MP3 Xing/LAME header, the last OGG granule position) could be decoded. A little
-/// slack is needed because encoders round the declared length and decoders may drop a
-/// final partial packet; a file cut anywhere in its first 90 % is caught.
+/// A stream is reported as truncated (a warning; the frames present are used) when fewer
+/// than this fraction of the frames its container declares (`codec_params.n_frames`: the
+/// WAV data-chunk size, FLAC STREAMINFO, the MP3 Xing/LAME header, the last OGG granule
+/// position) could be decoded. A little slack is needed because encoders round the
+/// declared length and decoders may drop a final partial packet.
 pub const TRUNCATION_THRESHOLD: f64 = 0.9;
 
 /// The list of formats quoted in "not a recognised audio file" errors.
@@ -138,21 +147,52 @@ fn decode_source(
     name: &Path,
     head: &[u8],
 ) -> Result<DecodedAudio> {
-    // symphonia is written not to panic on malformed input, but a server or a batch job
-    // must survive the odd bug: turn a panic into an ordinary "corrupt data" error.
-    catch_unwind(AssertUnwindSafe(|| decode_stream(source, ext, name, head))).unwrap_or_else(
-        |panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(Error::audio(
-                name,
-                format!("corrupt audio data: the decoder crashed ({what})"),
-            ))
-        },
-    )
+    let mut notes = Notes::default();
+    let result = {
+        // An error-level span is enabled under every filter that shows anything, so
+        // symphonia's own log lines always carry the file name.
+        let _span = tracing::error_span!("decoding", file = %name.display()).entered();
+        // symphonia is written not to panic on malformed input, but a server or a batch
+        // job must survive the odd bug: turn a panic into an ordinary "corrupt data" error.
+        catch_unwind(AssertUnwindSafe(|| {
+            decode_stream(source, ext, name, head, &mut notes)
+        }))
+    };
+    notes.log(name);
+    result.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(Error::audio(
+            name,
+            format!("corrupt audio data: the decoder crashed ({what})"),
+        ))
+    })
+}
+
+/// Warnings about one file, each logged once (with a count) after it is decoded.
+#[derive(Default)]
+struct Notes(Vec<(String, usize)>);
+
+impl Notes {
+    fn add(&mut self, note: impl Into<String>) {
+        let note = note.into();
+        match self.0.iter_mut().find(|(n, _)| *n == note) {
+            Some((_, count)) => *count += 1,
+            None => self.0.push((note, 1)),
+        }
+    }
+
+    fn log(&self, name: &Path) {
+        for (note, count) in &self.0 {
+            match count {
+                1 => tracing::warn!("{}: {note}", name.display()),
+                n => tracing::warn!("{}: {note} ({n} times)", name.display()),
+            }
+        }
+    }
 }
 
 fn decode_stream(
@@ -160,6 +200,7 @@ fn decode_stream(
     ext: Option<&str>,
     name: &Path,
     head: &[u8],
+    notes: &mut Notes,
 ) -> Result<DecodedAudio> {
     let mut hint = Hint::new();
     if let Some(ext) = ext {
@@ -174,6 +215,21 @@ fn decode_stream(
         // symphonia would panic building a 1/0 time base.
         return Err(Error::audio(name, "invalid header: sample rate is 0 Hz"));
     }
+    // A WAV whose sizes promise more than the file holds (a recorder killed mid-write, a
+    // header that reserved 4 GB): clamp them, remember the promise for the warning.
+    let patches = match (&wav, source.byte_len()) {
+        (Some(w), Some(len)) => w.size_patches(len),
+        _ => Vec::new(),
+    };
+    let promised = wav
+        .as_ref()
+        .filter(|_| !patches.is_empty())
+        .and_then(WavInfo::promised_frames);
+    let source: Box<dyn MediaSource> = if patches.is_empty() {
+        source
+    } else {
+        Box::new(Patched::new(source, patches))
+    };
     let mss = MediaSourceStream::new(source, Default::default());
     let format_opts = FormatOptions {
         enable_gapless: true,
@@ -236,12 +292,12 @@ fn decode_stream(
                 Err(SymError::DecodeError(msg)) => {
                     // The demuxer could not parse a packet; most demuxers resynchronise on
                     // the next call, but do not loop forever on a stream that never does.
-                    tracing::warn!(file = %name.display(), "skipping malformed data: {msg}");
+                    notes.add(format!("skipping malformed data: {msg}"));
                     stats.demux_errors += 1;
                     consecutive_errors += 1;
                     if consecutive_errors >= MAX_CONSECUTIVE_ERRORS {
                         if stats.frames > 0 {
-                            tracing::warn!(file = %name.display(), "giving up on the rest of the stream after {MAX_CONSECUTIVE_ERRORS} errors in a row");
+                            notes.add(format!("giving up on the rest of the stream after {MAX_CONSECUTIVE_ERRORS} errors in a row"));
                             break 'streams;
                         }
                         return Err(Error::audio(name, format!("corrupt audio data ({msg})")));
@@ -279,13 +335,13 @@ fn decode_stream(
                     stats.frames += decoded.frames() as u64;
                 }
                 Err(SymError::DecodeError(msg)) => {
-                    tracing::warn!(file = %name.display(), "skipping undecodable packet: {msg}");
+                    notes.add(format!("skipping undecodable packet: {msg}"));
                     stats.failed_packets += 1;
                     stats.last_error = Some(msg);
                 }
                 Err(SymError::IoError(e)) if e.kind() == ErrorKind::UnexpectedEof => {
                     // A packet cut short (the file ends mid-packet).
-                    tracing::warn!(file = %name.display(), "skipping incomplete final packet");
+                    notes.add("skipping incomplete final packet");
                     stats.failed_packets += 1;
                     stats.last_error = Some("packet cut short");
                 }
@@ -308,13 +364,18 @@ fn decode_stream(
     }
 
     if stats.failed_packets > 0 {
-        tracing::warn!(
-            file = %name.display(),
+        notes.add(format!(
             "{} of {} packets could not be decoded and were skipped",
-            stats.failed_packets,
-            stats.packets
-        );
+            stats.failed_packets, stats.packets
+        ));
     }
+    if promised.is_some() {
+        declared_frames = promised;
+    }
+    if wav.as_ref().is_some_and(WavInfo::length_unknown) {
+        declared_frames = None;
+    }
+    let kind = sniff_container(head).unwrap_or("audio");
     let Some(planar) = out.filter(|p| p.frames() > 0) else {
         return Err(Error::audio(
             name,
@@ -326,7 +387,13 @@ fn decode_stream(
                 None if stats.demux_errors > 0 => {
                     "corrupt audio data: no decodable audio packets found".to_string()
                 }
-                None => "no audio samples: the file contains no audio frames".to_string(),
+                None => match declared_frames.filter(|&n| n > 0) {
+                    Some(n) => format!(
+                        "truncated {kind}: the header promises {n} frames but the file ends \
+                         before the first one"
+                    ),
+                    None => "no audio samples: the file contains no audio frames".to_string(),
+                },
             },
         ));
     };
@@ -342,18 +409,12 @@ fn decode_stream(
             ),
         ));
     }
-    if wav.as_ref().is_some_and(WavInfo::length_unknown) {
-        declared_frames = None;
-    }
     if let Some(expected) = declared_frames {
         if (stats.frames as f64) < TRUNCATION_THRESHOLD * expected as f64 {
-            return Err(Error::audio(
-                name,
-                format!(
-                    "truncated: expected {expected} frames, decoded {} (the file is incomplete \
-                     or damaged)",
-                    stats.frames
-                ),
+            notes.add(format!(
+                "truncated {kind}: header promises {expected} frames, {} present; using what \
+                 is there",
+                stats.frames
             ));
         }
     }
@@ -443,203 +504,4 @@ fn select_track(format: &dyn FormatReader) -> Option<&symphonia::core::formats::
                 .iter()
                 .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
         })
-}
-
-/// Explain a failure to open the container.
-fn probe_problem(e: &SymError, head: &[u8]) -> String {
-    let container = sniff_container(head);
-    match e {
-        SymError::Unsupported(msg) if msg.contains("unsupported wave format") => {
-            match WavInfo::sniff(head).and_then(|w| w.format_tag) {
-                Some(tag) => format!(
-                    "unsupported codec: WAV format tag {tag:#06x} ({}); supported WAV encodings \
-                     are PCM, IEEE float, A-law, µ-law and IMA/MS ADPCM",
-                    wav_tag_name(tag)
-                ),
-                None => format!("unsupported codec in WAV file ({msg})"),
-            }
-        }
-        SymError::Unsupported(msg) if msg.starts_with("wav:") => {
-            format!("unsupported WAV variant ({msg})")
-        }
-        SymError::Unsupported(msg) if msg.contains("probe") => match container {
-            Some(kind) => format!("{kind} file that symphonia cannot open ({msg})"),
-            None => format!("not a recognised audio file (supported: {SUPPORTED_FORMATS})"),
-        },
-        SymError::Unsupported(msg) => format!("unsupported audio format ({msg})"),
-        SymError::IoError(io) if io.kind() == ErrorKind::UnexpectedEof => match container {
-            Some(kind) => format!("truncated or corrupt {kind} header (unexpected end of file)"),
-            None => format!("not a recognised audio file (supported: {SUPPORTED_FORMATS})"),
-        },
-        SymError::IoError(io) => format!("cannot read file: {io}"),
-        SymError::DecodeError(msg) => match container {
-            Some(kind) => format!("corrupt {kind} header ({msg})"),
-            None => format!("corrupt or unrecognised audio file ({msg})"),
-        },
-        other => format!("cannot open audio stream: {other}"),
-    }
-}
-
-/// Explain a failure to create a decoder for `codec`.
-fn codec_problem(e: &SymError, codec: CodecType) -> String {
-    match e {
-        SymError::Unsupported(_) => format!(
-            "unsupported codec: {} (diva decodes PCM, FLAC, MP3 and Vorbis; convert the file, \
-             e.g. `ffmpeg -i in -ar 16000 -ac 1 out.wav`)",
-            codec_name(codec)
-        ),
-        other => format!(
-            "cannot initialise the {} decoder: {other}",
-            codec_name(codec)
-        ),
-    }
-}
-
-/// A human name for a symphonia codec type, registered or not.
-fn codec_name(codec: CodecType) -> String {
-    if let Some(desc) = symphonia::default::get_codecs().get_codec(codec) {
-        return desc.long_name.to_string();
-    }
-    let name = match codec {
-        codecs::CODEC_TYPE_AAC => "AAC",
-        codecs::CODEC_TYPE_ALAC => "ALAC (Apple Lossless)",
-        codecs::CODEC_TYPE_OPUS => "Opus",
-        codecs::CODEC_TYPE_SPEEX => "Speex",
-        codecs::CODEC_TYPE_MP1 => "MPEG Layer I",
-        codecs::CODEC_TYPE_MP2 => "MPEG Layer II",
-        codecs::CODEC_TYPE_WMA => "Windows Media Audio",
-        codecs::CODEC_TYPE_EAC3 => "E-AC-3",
-        codecs::CODEC_TYPE_AC4 => "AC-4",
-        codecs::CODEC_TYPE_DCA => "DTS",
-        codecs::CODEC_TYPE_WAVPACK => "WavPack",
-        codecs::CODEC_TYPE_MONKEYS_AUDIO => "Monkey's Audio",
-        codecs::CODEC_TYPE_TTA => "TTA",
-        codecs::CODEC_TYPE_MUSEPACK => "Musepack",
-        codecs::CODEC_TYPE_ADPCM_G722 => "G.722 ADPCM",
-        codecs::CODEC_TYPE_ADPCM_G726 | codecs::CODEC_TYPE_ADPCM_G726LE => "G.726 ADPCM",
-        codecs::CODEC_TYPE_ADPCM_IMA_QT => "IMA ADPCM (QuickTime)",
-        codecs::CODEC_TYPE_ATRAC1
-        | codecs::CODEC_TYPE_ATRAC3
-        | codecs::CODEC_TYPE_ATRAC3PLUS
-        | codecs::CODEC_TYPE_ATRAC9 => "ATRAC",
-        _ => return format!("codec id {codec}"),
-    };
-    name.to_string()
-}
-
-/// What the first bytes look like, for error messages.
-fn sniff_container(head: &[u8]) -> Option<&'static str> {
-    if head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WAVE" {
-        Some("WAV")
-    } else if head.starts_with(b"RIFF") || head.starts_with(b"RIFX") || head.starts_with(b"RF64") {
-        Some("RIFF")
-    } else if head.starts_with(b"fLaC") {
-        Some("FLAC")
-    } else if head.starts_with(b"OggS") {
-        Some("OGG")
-    } else if head.starts_with(b"ID3") {
-        Some("MP3")
-    } else {
-        None
-    }
-}
-
-/// The interesting fields of a RIFF/WAVE header, found by walking its chunks (only as far
-/// as the bytes we kept reach).
-#[derive(Debug, Default, PartialEq)]
-struct WavInfo {
-    riff_len: u32,
-    format_tag: Option<u16>,
-    sample_rate: Option<u32>,
-    data_len: Option<u32>,
-}
-
-impl WavInfo {
-    fn sniff(head: &[u8]) -> Option<WavInfo> {
-        if head.len() < 12 || &head[..4] != b"RIFF" || &head[8..12] != b"WAVE" {
-            return None;
-        }
-        let u32_at = |pos: usize| -> Option<u32> {
-            Some(u32::from_le_bytes(head.get(pos..pos + 4)?.try_into().ok()?))
-        };
-        let mut info = WavInfo {
-            riff_len: u32_at(4)?,
-            ..Default::default()
-        };
-        let mut pos = 12usize;
-        while let Some(len) = u32_at(pos + 4) {
-            match &head[pos..pos + 4] {
-                b"fmt " => {
-                    info.format_tag = head
-                        .get(pos + 8..pos + 10)
-                        .map(|b| u16::from_le_bytes([b[0], b[1]]));
-                    info.sample_rate = u32_at(pos + 12);
-                }
-                b"data" => {
-                    info.data_len = Some(len);
-                    break;
-                }
-                _ => {}
-            }
-            // Chunks are padded to an even length.
-            let Some(next) = (len as usize)
-                .checked_add(len as usize & 1)
-                .and_then(|l| l.checked_add(pos + 8))
-            else {
-                break;
-            };
-            pos = next;
-        }
-        Some(info)
-    }
-
-    /// Streaming writers (ffmpeg or sox writing to a pipe) cannot seek back to fill in the
-    /// sizes and leave `0xFFFFFFFF` there: the length is unknown, not a promise.
-    fn length_unknown(&self) -> bool {
-        self.riff_len == u32::MAX || self.data_len == Some(u32::MAX)
-    }
-}
-
-fn wav_tag_name(tag: u16) -> &'static str {
-    match tag {
-        0x0000 => "unknown",
-        0x0022 => "DSP Group TrueSpeech",
-        0x0031 => "GSM 6.10",
-        0x0040 => "G.721 ADPCM",
-        0x0050 => "MPEG audio",
-        0x0055 => "MPEG Layer III, i.e. MP3 inside a WAV container",
-        0x0064 | 0x0065 => "G.726 ADPCM",
-        0x0092 => "Dolby AC-3 SPDIF",
-        0x00ff | 0x1610 => "AAC",
-        0x0160..=0x0163 => "Windows Media Audio",
-        0x2000 => "Dolby AC-3",
-        0x2001 => "DTS",
-        0xf1ac => "FLAC inside a WAV container",
-        _ => "not a supported encoding",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wav_sniffer_walks_chunks() {
-        let mut h = b"RIFF\x10\0\0\0WAVE".to_vec();
-        h.extend_from_slice(b"JUNK\x03\0\0\0abc\0");
-        h.extend_from_slice(b"fmt \x10\0\0\0\x55\0\x01\0\x80\x3e\0\0");
-        let info = WavInfo::sniff(&h).unwrap();
-        assert_eq!(info.format_tag, Some(0x0055));
-        assert_eq!(info.sample_rate, Some(16_000));
-        assert_eq!(info.data_len, None);
-        // A chunk length running past the end (or overflowing) just stops the walk.
-        let info = WavInfo::sniff(b"RIFF\xff\xff\xff\xffWAVEjunk\xff\xff\xff\xff").unwrap();
-        assert!(info.length_unknown());
-        assert_eq!(info.format_tag, None);
-        assert_eq!(WavInfo::sniff(b"RIFF"), None);
-        assert_eq!(
-            WavInfo::sniff(b"RIFF\0\0\0\0WAVEfm"),
-            Some(WavInfo::default())
-        );
-    }
 }

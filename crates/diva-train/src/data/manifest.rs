@@ -43,8 +43,15 @@ impl Item {
 /// Why an entry was skipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SkipReason {
-    /// The line/row could not be parsed.
+    /// The row or entry could not be parsed.
     Malformed(String),
+    /// A manifest line that is not a valid entry (bad JSON, no audio path).
+    MalformedLine { line: usize, error: String },
+    /// The audio file exists (or should) but cannot be decoded.
+    UnreadableAudio { path: PathBuf, problem: String },
+    /// A well-formed entry this run cannot use (e.g. a transcript longer than
+    /// the virtual tokens).
+    Unusable(String),
     /// The referenced audio file does not exist.
     MissingAudio(PathBuf),
     /// An audio file has no transcript file.
@@ -59,6 +66,13 @@ impl fmt::Display for SkipReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SkipReason::Malformed(e) => write!(f, "malformed: {e}"),
+            SkipReason::MalformedLine { line, error } => {
+                write!(f, "malformed line {line}: {error}")
+            }
+            SkipReason::UnreadableAudio { path, problem } => {
+                write!(f, "cannot decode audio {}: {problem}", path.display())
+            }
+            SkipReason::Unusable(why) => write!(f, "{why}"),
             SkipReason::MissingAudio(p) => write!(f, "missing audio file {}", p.display()),
             SkipReason::MissingTranscript(p) => {
                 write!(f, "missing transcript file {}", p.display())
@@ -98,11 +112,39 @@ fn manifest_dir(path: &Path) -> PathBuf {
     }
 }
 
-/// Reads a JSONL manifest. Malformed lines are skipped (with a warning naming
-/// the line number) and returned in the second vector; blank lines are
-/// ignored. Relative audio paths are resolved against the manifest's
+/// Reads a JSONL manifest. Malformed lines are skipped and returned in the
+/// second vector (located `FILE:LINE`; the caller reports them); blank lines
+/// are ignored. Relative audio paths are resolved against the manifest's
 /// directory. A missing or unreadable file is an error.
 pub fn read_manifest(path: impl AsRef<Path>) -> Result<(Vec<Item>, Vec<Skipped>)> {
+    let m = read_manifest_lines(path)?;
+    Ok((
+        m.items.into_iter().map(|(_, it)| it).collect(),
+        m.bad.into_iter().map(|(_, s)| s).collect(),
+    ))
+}
+
+/// A manifest's entries and rejected lines, each with its 1-based line number.
+#[derive(Debug, Clone, Default)]
+pub struct ManifestLines {
+    pub items: Vec<(usize, Item)>,
+    pub bad: Vec<(usize, Skipped)>,
+}
+
+impl ManifestLines {
+    /// Keep the first `n` items and the rejected lines before the last one kept.
+    pub fn truncate(&mut self, n: usize) {
+        if n >= self.items.len() {
+            return;
+        }
+        self.items.truncate(n);
+        let last = self.items.last().map_or(0, |(l, _)| *l);
+        self.bad.retain(|(l, _)| *l < last);
+    }
+}
+
+/// [`read_manifest`] with line numbers.
+pub fn read_manifest_lines(path: impl AsRef<Path>) -> Result<ManifestLines> {
     let path = path.as_ref();
     let content = std::fs::read_to_string(path)
         .with_context(|| format!("reading manifest {}", path.display()))?;
@@ -120,25 +162,30 @@ pub fn read_manifest(path: impl AsRef<Path>) -> Result<(Vec<Item>, Vec<Skipped>)
                 if item.audio.is_relative() {
                     item.audio = dir.join(&item.audio);
                 }
-                items.push(item);
+                items.push((lineno, item));
             }
-            Ok(_) => {
-                tracing::warn!("{}:{lineno}: empty audio path, skipped", path.display());
-                skipped.push(Skipped::new(
-                    format!("{}:{lineno}", path.display()),
-                    SkipReason::Malformed("empty audio path".into()),
-                ));
-            }
-            Err(e) => {
-                tracing::warn!("{}:{lineno}: malformed line, skipped: {e}", path.display());
-                skipped.push(Skipped::new(
-                    format!("{}:{lineno}", path.display()),
-                    SkipReason::Malformed(e.to_string()),
+            parsed => {
+                let error = match parsed {
+                    Ok(_) => "empty audio path".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                skipped.push((
+                    lineno,
+                    Skipped::new(
+                        format!("{}:{lineno}", path.display()),
+                        SkipReason::MalformedLine {
+                            line: lineno,
+                            error,
+                        },
+                    ),
                 ));
             }
         }
     }
-    Ok((items, skipped))
+    Ok(ManifestLines {
+        items,
+        bad: skipped,
+    })
 }
 
 /// Writes a JSONL manifest atomically (temp file in the same directory, then

@@ -8,4 +8,6 @@ pub mod synth;
 
 pub use hf_parquet::import_hf_parquet;
 pub use importers::{import_asterisk, import_commonvoice, import_folder, import_librispeech};
-pub use manifest::{read_manifest, write_manifest, Item, SkipReason, Skipped};
+pub use manifest::{
+    read_manifest, read_manifest_lines, write_manifest, Item, ManifestLines, SkipReason, Skipped,
+};
