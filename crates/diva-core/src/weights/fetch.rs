@@ -97,11 +97,7 @@ pub fn fetch(p: &Pinned, home: &Path, log: &mut dyn FnMut(&str)) -> Result<PathB
     let models = home.join("models");
     let dir = models.join(p.dir);
     if is_installed(p, &models) {
-        log(&format!(
-            "{}: already cached in {}",
-            p.name,
-            dir.display()
-        ));
+        log(&format!("{}: already cached in {}", p.name, dir.display()));
         return Ok(dir);
     }
     let downloads = home.join("downloads");
