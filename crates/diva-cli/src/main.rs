@@ -86,8 +86,31 @@ fn dense_by_construction(c: &Command) -> bool {
     )
 }
 
+/// A closed stdout (`diva chat … | head -1`) is a normal way for a reader to
+/// say "enough": end quietly with success. A `println!` panics on it (std's
+/// message is "failed printing to stdout: Broken pipe"), so this hook turns
+/// that one panic into exit 0; commands that write with `writeln!` return the
+/// error, which `main` treats the same way. Resetting SIGPIPE to its default
+/// instead would kill the process at any write, mid-checkpoint included.
+fn quiet_exit_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> std::process::ExitCode {
     keep_freed_memory();
+    quiet_exit_on_closed_stdout();
     let cli = Cli::parse();
     common::init_logging(cli.verbose, cli.quiet);
     if dense_by_construction(&cli.command) {
@@ -108,6 +131,7 @@ fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(e) if common::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
