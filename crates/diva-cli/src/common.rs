@@ -1,6 +1,8 @@
-//! Flags and set-up shared by subcommands.
+//! Flags and set-up shared by subcommands: logging, stdout that reports a
+//! closed pipe as an error instead of panicking, early checks of model paths.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
 
 use candle_core::DType;
 
@@ -36,12 +38,128 @@ pub fn colour_on_stderr() -> bool {
     !no_color && std::io::stderr().is_terminal()
 }
 
+/// Write to stdout and flush, returning the error (a closed pipe is
+/// `BrokenPipe`, which `main` turns into a quiet exit 0) where `print!`
+/// would panic.
+pub fn out(args: std::fmt::Arguments) -> std::io::Result<()> {
+    let mut o = std::io::stdout().lock();
+    o.write_fmt(args)?;
+    o.flush()
+}
+
+/// `print!` that returns an `io::Result` instead of panicking.
+#[macro_export]
+macro_rules! out {
+    ($($t:tt)*) => { $crate::common::out(format_args!($($t)*)) };
+}
+
+/// `println!` that returns an `io::Result` instead of panicking.
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::common::out(format_args!("\n")) };
+    ($($t:tt)*) => { $crate::common::out(format_args!("{}\n", format_args!($($t)*))) };
+}
+
 /// Whether `e` is, anywhere in its chain, a write to a closed pipe.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// Refuse an `--llm` that is meant as a file and is not there, before the
+/// resolver tries it as a name or hub id (and says something longer).
+/// "Meant as a file": ends in `.gguf`, starts with `/`, `./`, `../` or `~`,
+/// or has more than one `/` (a hub id is exactly `owner/name`).
+pub fn check_llm_path(flag: &str, arg: &str) -> anyhow::Result<()> {
+    let looks_like_file = arg.to_ascii_lowercase().ends_with(".gguf") || looks_like_path(arg);
+    if looks_like_file && !Path::new(arg).exists() {
+        anyhow::bail!("{flag} {arg}: file not found");
+    }
+    Ok(())
+}
+
+/// [`check_llm_path`] for a directory argument (`--whisper`, `--model`).
+pub fn check_dir_path(flag: &str, arg: &str) -> anyhow::Result<()> {
+    if looks_like_path(arg) && !Path::new(arg).exists() {
+        anyhow::bail!("{flag} {arg}: directory not found");
+    }
+    Ok(())
+}
+
+/// A path rather than a fetched name or an `owner/name` hub id.
+fn looks_like_path(arg: &str) -> bool {
+    arg.starts_with('/')
+        || arg.starts_with("./")
+        || arg.starts_with("../")
+        || arg.starts_with('~')
+        || arg.matches('/').count() > 1
+        || arg.contains('\\')
+}
+
+/// How `-` (stdin) is named in messages.
+pub const STDIN_NAME: &str = "<stdin>";
+
+/// Decode an audio argument to 16 kHz mono PCM: a file, or `-` for the bytes
+/// on stdin (any supported format; the container is probed from the content).
+pub fn load_audio(arg: &Path) -> anyhow::Result<Vec<f32>> {
+    if arg.as_os_str() != "-" {
+        return Ok(diva_core::audio::load_pcm_16k(arg)?);
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes)
+        .map_err(|e| anyhow::anyhow!("reading audio from stdin: {e}"))?;
+    if bytes.is_empty() {
+        anyhow::bail!(
+            "`-` reads audio from stdin, but stdin was empty: pipe a file in (`… - < q.wav`)"
+        );
+    }
+    Ok(diva_core::audio::load_pcm_16k_bytes(
+        bytes,
+        None,
+        Path::new(STDIN_NAME),
+    )?)
+}
+
+/// `--device`, the same flag in every command that runs models.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DeviceArg {
+    /// Where to run: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl DeviceArg {
+    pub fn open(&self) -> anyhow::Result<candle_core::Device> {
+        Ok(diva_core::device::parse_device(&self.device)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_hub_ids_are_told_apart() {
+        for p in ["nonexist.gguf", "./x", "/abs/dir", "a/b/c", "../m.GGUF"] {
+            let e = check_llm_path("--llm", p).unwrap_err().to_string();
+            assert_eq!(e, format!("--llm {p}: file not found"));
+        }
+        for id in ["smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct"] {
+            assert!(check_llm_path("--llm", id).is_ok(), "{id}");
+        }
+        assert!(check_dir_path("--whisper", "openai/whisper-large-v3").is_ok());
+        assert!(check_dir_path("--whisper", "./nope").is_err());
+    }
+
+    #[test]
+    fn broken_pipe_is_found_through_context() {
+        let io = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let e = anyhow::Error::new(diva_core::Error::io("writing the reply", io)).context("chat");
+        assert!(is_broken_pipe(&e));
+        assert!(!is_broken_pipe(&anyhow::anyhow!("other")));
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

@@ -87,10 +87,10 @@ fn dense_by_construction(c: &Command) -> bool {
 }
 
 /// A closed stdout (`diva chat … | head -1`) is a normal way for a reader to
-/// say "enough": end quietly with success. A `println!` panics on it (std's
-/// message is "failed printing to stdout: Broken pipe"), so this hook turns
-/// that one panic into exit 0; commands that write with `writeln!` return the
-/// error, which `main` treats the same way. Resetting SIGPIPE to its default
+/// say "enough": end quietly with success. Commands write through
+/// [`common::out`] and their `BrokenPipe` error reaches `main`; this hook is
+/// the backstop for a `println!` that still panics on one (std's message is
+/// "failed printing to stdout: Broken pipe"). Resetting SIGPIPE to its default
 /// instead would kill the process at any write, mid-checkpoint included.
 fn quiet_exit_on_closed_stdout() {
     let default = std::panic::take_hook();
@@ -135,6 +135,136 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command a user can run, with its path (`["eval", "asr"]`).
+    fn leaves(cmd: &clap::Command, path: Vec<String>, out: &mut Vec<(Vec<String>, clap::Command)>) {
+        let subs: Vec<_> = cmd
+            .get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .collect();
+        if subs.is_empty() {
+            out.push((path.clone(), cmd.clone()));
+        }
+        for s in subs {
+            let mut p = path.clone();
+            p.push(s.get_name().to_string());
+            leaves(s, p, out);
+        }
+    }
+
+    /// Walks clap's whole tree: every runnable command's help ends with
+    /// examples of that very command, and every flag says what it does.
+    #[test]
+    fn every_command_has_examples_and_every_flag_a_description() {
+        let mut all = Vec::new();
+        leaves(&super::Cli::command(), vec![], &mut all);
+        assert!(all.len() >= 15, "only {} commands found", all.len());
+        let mut problems = Vec::new();
+        for (path, cmd) in &all {
+            let name = path.join(" ");
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if !arg
+                    .get_help()
+                    .is_some_and(|h| !h.to_string().trim().is_empty())
+                {
+                    problems.push(format!("diva {name}: {id} has no description"));
+                }
+            }
+            let after = cmd
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            if !after.contains(&format!("Examples:\n  diva {name}")) {
+                problems.push(format!("diva {name}: --help has no example of itself"));
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    /// Every `diva …` line in the README's code blocks parses with today's
+    /// flags. Two README conventions are undone first: `[a|b]` (pick one;
+    /// the first is used) and a trailing `# comment`; lines with `...`
+    /// (elided arguments) are skipped.
+    #[test]
+    fn readme_command_lines_parse() {
+        let readme = include_str!("../../../README.md");
+        let mut lines = Vec::new();
+        let mut in_code = false;
+        let mut pending = String::new();
+        for l in readme.lines() {
+            if l.trim_start().starts_with("```") {
+                in_code = !in_code;
+                continue;
+            }
+            if !in_code {
+                continue;
+            }
+            let l = match l.find("  #") {
+                Some(i) => &l[..i],
+                None => l,
+            };
+            let l = l.trim();
+            if let Some(cont) = l.strip_suffix('\\') {
+                if !pending.is_empty() || cont.starts_with("diva ") {
+                    pending.push_str(cont);
+                    pending.push(' ');
+                }
+                continue;
+            }
+            let full = std::mem::take(&mut pending) + l;
+            if full.starts_with("diva ") && !full.contains("...") {
+                lines.push(full);
+            }
+        }
+        assert!(
+            lines.len() >= 20,
+            "only {} README command lines found",
+            lines.len()
+        );
+        let opt = regex_lite_optional();
+        let mut bad = Vec::new();
+        for line in &lines {
+            let line = opt(line);
+            let argv = shlex::split(&line).unwrap_or_else(|| panic!("unbalanced quotes: {line}"));
+            if let Err(e) = <super::Cli as clap::Parser>::try_parse_from(&argv) {
+                bad.push(format!(
+                    "{line}\n  {}",
+                    e.to_string().lines().next().unwrap_or("")
+                ));
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "README lines that do not parse:\n{}",
+            bad.join("\n")
+        );
+    }
+
+    /// `[a|b|c]` → `a`, `[--flag x]` → `--flag x`.
+    fn regex_lite_optional() -> impl Fn(&str) -> String {
+        |s: &str| {
+            let mut out = String::new();
+            let mut rest = s;
+            while let Some(i) = rest.find('[') {
+                let Some(j) = rest[i..].find(']') else { break };
+                out.push_str(&rest[..i]);
+                let inner = &rest[i + 1..i + j];
+                out.push_str(inner.split('|').next().unwrap_or(""));
+                rest = &rest[i + j + 1..];
+            }
+            out.push_str(rest);
+            out
         }
     }
 }

@@ -56,7 +56,7 @@ fn json_output_is_one_object_per_file() {
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect();
     assert_eq!(lines.len(), 2);
-    assert_eq!(lines[0]["file"], a.as_str());
+    assert_eq!(lines[0]["audio"], a.as_str());
     assert!(
         lines[1]["text"]
             .as_str()

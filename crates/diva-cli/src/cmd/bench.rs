@@ -33,31 +33,45 @@ pub enum Cmd {
 }
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  diva bench llm                               # SmolLM2, prompt 128 and decode 64 tokens, vs transformers
+  diva bench llm --llm model.gguf --no-reference --repeat 5")]
 pub struct LlmArgs {
+    /// The LLM: a fetched name, a .gguf file, an HF directory or a hub id.
     #[arg(long, default_value = cache::DEFAULT_LLM)]
     llm: String,
+    /// Prompt length in tokens (prompt-processing speed).
     #[arg(long, default_value_t = 128)]
     prompt_tokens: usize,
+    /// Tokens decoded after the prompt (decode speed).
     #[arg(long, default_value_t = 64)]
     gen_tokens: usize,
+    /// Timed rounds after one warm-up; the median is reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
     /// Python with transformers for the side-by-side run (default: the reference venv).
     #[arg(long)]
     python: Option<PathBuf>,
+    /// Skip the transformers side.
     #[arg(long)]
     no_reference: bool,
 }
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  diva bench frontend                          # 30 s of chirps, tiny.en, vs faster-whisper
+  diva bench frontend --model base --audio speech.wav --dtype f16")]
 pub struct FrontendArgs {
+    /// The Whisper model: a fetched name, an HF directory or a hub id.
     #[arg(long, default_value = cache::DEFAULT_WHISPER)]
     model: String,
     /// Clip to use (tiled to 30 s). Default: 30 s of synthetic chirps.
     #[arg(long)]
     audio: Option<PathBuf>,
+    /// Timed rounds after one warm-up; the median is reported.
     #[arg(long, default_value_t = 10)]
     repeat: usize,
+    /// Compute dtype of the encoder.
     #[arg(long, value_enum, default_value = "f32")]
     dtype: Precision,
     /// Python with faster-whisper for the side-by-side run

@@ -20,14 +20,20 @@ use diva_train::config::TrainConfig;
 use serde_json::json;
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  diva bench chat                              # time to first token (5 s, 30 s) and decode tok/s
+  diva bench chat --random-shape paper --device cuda --dtype bf16")]
 pub struct ChatArgs {
+    /// Preset whose model shapes are timed (tiny, paper).
     #[arg(long, default_value = "tiny")]
     preset: String,
     /// Query count (default: the preset's).
-    #[arg(long)]
+    #[arg(long, alias = "queries")]
     num_queries: Option<usize>,
+    /// Tokens decoded per reply (decode speed).
     #[arg(long, default_value_t = 64)]
     gen_tokens: usize,
+    /// Timed rounds after one warm-up; the median is reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
     #[command(flatten)]

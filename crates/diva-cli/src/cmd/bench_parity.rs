@@ -27,9 +27,14 @@ use diva_core::models::Exec;
 use serde_json::{json, Map, Value};
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  diva bench parity                            # f32 on the CPU against the PyTorch fixture
+  diva bench parity --device cuda --dtype bf16 # bf16 on the GPU against the CPU's bf16")]
 pub struct ParityArgs {
+    /// Where to run: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Compute dtype of the whole pipeline.
     #[arg(long, value_enum, default_value = "f32")]
     dtype: crate::common::Precision,
     /// The fixture directory (default: ./tests/fixtures/diva, else that of

@@ -16,17 +16,23 @@ use diva_train::student::{self, LossWeights};
 use serde_json::json;
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  diva bench train                             # the tiny preset on this CPU, by phase
+  diva bench train --random-shape paper --device cuda --dtype bf16 --peak-tflops 989")]
 pub struct TrainArgs {
+    /// Training preset whose shapes and batch are timed (tiny, paper).
     #[arg(long, default_value = "tiny")]
     preset: String,
     /// Examples per step (default: the preset's micro batch).
     #[arg(long)]
     batch: Option<usize>,
-    #[arg(long)]
+    /// Query count (default: the preset's).
+    #[arg(long, alias = "queries")]
     num_queries: Option<usize>,
     /// Transcript length in tokens (alignment targets).
     #[arg(long, default_value_t = 12)]
     transcript_tokens: usize,
+    /// Timed steps after one warm-up; the median is reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
     #[command(flatten)]

@@ -1,31 +1,37 @@
-//! `diva chat --audio FILE`: spoken chat. Audio → Whisper encoder → connector
-//! → virtual tokens inside the LLM's chat template → streamed reply.
-//! `--cascade` is the baseline (Whisper transcript → LLM); `--show-teacher`
-//! prints the LLM's reply to the transcript beside the student's.
+//! `diva chat --audio FILE`: spoken chat. Argument handling and printing; the
+//! session (audio → virtual tokens → streamed reply, turns, cascade) is
+//! `diva_core::generate::Assistant`. `--cascade` is the baseline (Whisper
+//! transcript → LLM); `--show-teacher` prints the LLM's reply to the
+//! transcript beside the student's.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor};
-use diva_core::audio;
-use diva_core::generate::{Generation, TextGenerator, TranscribeOptions, Transcriber};
-use diva_core::models::checkpoint::{self, DivaConfig};
-use diva_core::models::connector::Connector;
-use diva_core::models::diva::PromptSplit;
-use diva_core::models::llm::{load_llm, KvCache, Llm, WeightMode};
-use diva_core::models::whisper::WhisperWeights;
-use diva_core::models::Exec;
-use diva_core::text::LlmTokenizer;
+use anyhow::Result;
+use diva_core::generate::{
+    Assistant, AssistantOptions, ConnectorSource, Conversation, Reply, SamplingParams,
+};
+use diva_core::models::checkpoint::DivaConfig;
 use diva_core::weights::cache;
 
+use crate::common::{self, DeviceArg, Precision};
 use crate::sampling_args::SamplingArgs;
+use crate::{out, outln};
+
+const EXAMPLES: &str = "Examples:
+  diva chat --audio question.wav
+  diva chat --audio question.wav --then \"And in French?\" --then followup.wav
+  diva chat --audio - < question.wav --json
+  diva chat --cascade --timings --audio question.wav
+  diva chat --model DiVA-llama-3-v0-8b/ --llm Meta-Llama-3-8B-Instruct.Q4_K_M.gguf \\
+      --whisper whisper-large-v3/ --dtype f16 --audio question.wav";
 
 #[derive(clap::Args)]
+#[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// The spoken input (any supported audio format; the first 30 s are used).
+    /// The spoken input (any supported audio format; the first 30 s are
+    /// used), or `-` to read the audio file from stdin.
     #[arg(long)]
     audio: PathBuf,
     /// A DiVA checkpoint directory (official layout). Default: the shipped
@@ -33,6 +39,14 @@ pub struct Args {
     /// SmolLM2 with an UNTRAINED connector.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// LLM: a fetched name (smollm2), a .gguf file, an HF directory or a hub
+    /// id. Overrides the checkpoint's `reference_decoder`.
+    #[arg(long)]
+    llm: Option<String>,
+    /// Whisper: a fetched name (tiny.en, base), a local directory or a hub id.
+    /// Overrides the checkpoint's `reference_encoder`.
+    #[arg(long)]
+    whisper: Option<String>,
     /// A text instruction to go with the audio (placed in the system slot).
     #[arg(long)]
     prompt: Option<String>,
@@ -42,32 +56,34 @@ pub struct Args {
     /// Also print the LLM's reply to the Whisper transcript.
     #[arg(long)]
     show_teacher: bool,
-    /// Further turns of the same conversation, in order: an audio file path,
-    /// or text. The KV cache carries over, so earlier turns are not recomputed.
+    /// Further turns of the same conversation, in order: an audio file (sent
+    /// as audio, or transcribed under --cascade) or text. The KV cache carries
+    /// over, so earlier turns are not recomputed. An argument that looks like
+    /// a file (an audio extension, or a path) but does not exist is an error.
     #[arg(long = "then")]
     then: Vec<String>,
     /// Use a freshly initialised (untrained) connector even when a trained
     /// default model is available.
     #[arg(long, conflicts_with = "model")]
     untrained: bool,
-    /// Queries of the untrained connector.
-    #[arg(long, default_value_t = 448)]
-    queries: usize,
-    /// Print time to first token and decode speed after each reply.
+    /// Queries (virtual tokens) of the untrained connector.
+    #[arg(long, visible_alias = "queries", default_value_t = 448)]
+    num_queries: usize,
+    /// Print time to first token and decode speed after each reply, on
+    /// stderr (also with -q: it was asked for).
     #[arg(long)]
     timings: bool,
     /// One JSON object instead of streamed text.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
+    device: DeviceArg,
+    /// Compute dtype of the Whisper encoder and the connector (f16 halves
+    /// their memory); on CUDA also of the (then dense) LLM.
+    #[arg(long, value_enum, default_value = "f32")]
+    dtype: Precision,
+    #[command(flatten)]
     sampling: SamplingArgs,
-}
-
-struct Parts {
-    whisper: WhisperWeights,
-    llm: Llm,
-    tokenizer: LlmTokenizer,
-    connector: Option<Connector>,
 }
 
 /// The default model: `$DIVA_MODEL`, else the one shipped in the binary.
@@ -75,191 +91,298 @@ pub fn default_model() -> Option<PathBuf> {
     super::models::default_model()
 }
 
-fn load(a: &mut Args) -> Result<Parts> {
-    if a.model.is_none() && !a.cascade && !a.untrained {
-        a.model = default_model();
-        if let Some(m) = &a.model {
-            tracing::info!("model: {}", m.display());
-        }
-    }
-    let (whisper_dir, llm_path) = match &a.model {
-        Some(dir) => DivaConfig::read(dir)?.resolve_references(dir)?,
-        None => (
-            cache::resolve_whisper(cache::DEFAULT_WHISPER)?,
-            cache::resolve_llm(cache::DEFAULT_LLM)?,
-        ),
-    };
-    diva_core::cpu_pools::use_one_pool_unless_quantized(&llm_path, WeightMode::Quantized)?;
-    let tokenizer = LlmTokenizer::from_path(&llm_path)?;
-    let llm = load_llm(&llm_path, WeightMode::Quantized, &Device::Cpu)?;
-    let whisper = WhisperWeights::load_dir(&whisper_dir)?;
-    let connector = if a.cascade {
-        None
-    } else {
-        Some(match &a.model {
-            Some(dir) => {
-                checkpoint::load_connector(dir, &whisper.config, DType::F32, &Device::Cpu)?
-            }
-            None => {
-                tracing::warn!(
-                    "UNTRAINED CONNECTOR: no --model given, so the connector is freshly initialised \
-                     (Whisper decoder weights, random queries). Its replies are not meaningful until it is trained."
-                );
-                Connector::init(
-                    &whisper,
-                    a.queries,
-                    llm.hidden_size(),
-                    0,
-                    DType::F32,
-                    &Device::Cpu,
-                )?
-            }
-        })
-    };
-    Ok(Parts {
-        whisper,
-        llm,
-        tokenizer,
-        connector,
-    })
+/// Decoded audio (before any model loads, so bad input fails fast).
+struct Audio {
+    name: String,
+    pcm: Vec<f32>,
+    decode_s: f64,
 }
 
-/// Generate after `prompt`, streaming to stdout (after `label: `, if any)
-/// unless `--json` collects everything into one object at the end.
-fn reply(
-    g: &TextGenerator,
-    prompt: &Tensor,
-    cache: &mut KvCache,
-    a: &Args,
-    label: Option<&str>,
-) -> Result<Generation> {
-    let mut first = true;
-    let sink = |t: &str| {
-        if a.json {
-            return;
-        }
-        let mut out = std::io::stdout().lock();
-        if std::mem::take(&mut first) {
-            if let Some(l) = label {
-                let _ = write!(out, "{l}: ");
-            }
-        }
-        let _ = write!(out, "{t}");
-        let _ = out.flush();
-    };
-    let out = g.generate_embeds(prompt, cache, &a.sampling.params()?, sink)?;
-    if !a.json {
-        println!();
-    }
-    Ok(out)
+/// A turn's input.
+enum Input {
+    Audio(Audio),
+    Text(String),
 }
 
-pub fn run(mut a: Args) -> Result<ExitCode> {
-    let t_load = Instant::now();
-    let parts = load(&mut a)?;
-    let split = PromptSplit::from_template(&parts.tokenizer, a.prompt.as_deref())?;
-    // The template's constant prefix is model state: its keys and values are
-    // computed once here, and every prompt starts after it.
-    let prefix_kv = split.prefix_cache(&parts.llm)?;
-    tracing::info!(
-        "loaded in {:.2}s ({} prefix tokens cached)",
-        t_load.elapsed().as_secs_f64(),
-        prefix_kv.len()
-    );
+const AUDIO_EXTENSIONS: &[&str] = &[
+    "wav", "flac", "mp3", "ogg", "oga", "opus", "m4a", "aac", "webm", "aif", "aiff",
+];
 
+/// An existing file is audio; an argument that looks like a file (an audio
+/// extension; a `/`, `./`, `~/` start; a `/` without spaces) but is not
+/// there is an error; anything else is text.
+fn then_input(arg: &str) -> Result<Input> {
+    let p = Path::new(arg);
+    if p.is_file() {
+        return audio_input(p).map(Input::Audio);
+    }
+    let audio_ext = p
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| AUDIO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+    let pathish = ["/", "./", "../", "~/"].iter().any(|s| arg.starts_with(s))
+        || (arg.contains('/') && !arg.contains(char::is_whitespace));
+    if audio_ext || pathish {
+        anyhow::bail!("--then {arg}: file not found (a text turn must not look like a path)");
+    }
+    Ok(Input::Text(arg.to_string()))
+}
+
+fn audio_input(p: &Path) -> Result<Audio> {
     let t0 = Instant::now();
-    let pcm = audio::load_pcm_16k(&a.audio)?;
-    let load_seconds = t0.elapsed().as_secs_f64();
-    if pcm.len() > audio::N_SAMPLES {
+    let pcm = common::load_audio(p)?;
+    let name = if p.as_os_str() == "-" {
+        common::STDIN_NAME.to_string()
+    } else {
+        p.display().to_string()
+    };
+    if pcm.len() > diva_core::audio::N_SAMPLES {
         tracing::warn!(
-            "{}: {:.1} s of audio; DiVA hears one 30 s window, the rest is ignored",
-            a.audio.display(),
+            "{name}: {:.1} s of audio; DiVA hears one 30 s window, the rest is ignored",
             pcm.len() as f64 / 16_000.0
         );
     }
-    let needs_transcript = a.cascade || a.show_teacher;
-    let transcript = if needs_transcript {
-        let tr =
-            Transcriber::from_weights(&parts.whisper, &TranscribeOptions::default(), &Device::Cpu)
-                .context("--cascade/--show-teacher need a Whisper with its decoder")?;
-        let text = tr.transcribe_pcm(&pcm)?.text;
-        if !a.json {
-            println!("transcript: {text}");
+    Ok(Audio {
+        name,
+        pcm,
+        decode_s: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// Resolve the model parts: `--whisper`/`--llm` override the checkpoint's
+/// references, which are only resolved when not overridden.
+fn options(a: &Args, device: candle_core::Device) -> Result<AssistantOptions> {
+    if let Some(l) = &a.llm {
+        common::check_llm_path("--llm", l)?;
+    }
+    if let Some(w) = &a.whisper {
+        common::check_dir_path("--whisper", w)?;
+    }
+    let model = match &a.model {
+        Some(m) => Some(m.clone()),
+        None if !a.cascade && !a.untrained => default_model(),
+        None => None,
+    };
+    let config = match &model {
+        Some(dir) => {
+            tracing::info!("model: {}", dir.display());
+            Some((dir, DivaConfig::read(dir)?))
         }
+        None => None,
+    };
+    let whisper = match (&a.whisper, &config) {
+        (Some(w), _) => cache::resolve_whisper(w)?,
+        (None, Some((dir, c))) => match DivaConfig::local_reference(dir, &c.reference_encoder) {
+            Some(p) => p,
+            None => cache::resolve_whisper(&c.reference_encoder)?,
+        },
+        (None, None) => cache::resolve_whisper(cache::DEFAULT_WHISPER)?,
+    };
+    let llm = match (&a.llm, &config) {
+        (Some(l), _) => cache::resolve_llm(l)?,
+        (None, Some((dir, c))) => match DivaConfig::local_reference(dir, &c.reference_decoder) {
+            Some(p) => p,
+            None => cache::resolve_llm(&c.reference_decoder)?,
+        },
+        (None, None) => cache::resolve_llm(cache::DEFAULT_LLM)?,
+    };
+    let connector = match (&model, a.cascade) {
+        (_, true) => ConnectorSource::Cascade,
+        (Some(dir), false) => ConnectorSource::Checkpoint(dir.clone()),
+        (None, false) => {
+            tracing::warn!(
+                "UNTRAINED CONNECTOR: no --model given, so the connector is freshly initialised \
+                 (Whisper decoder weights, random queries). Its replies are not meaningful until it is trained."
+            );
+            ConnectorSource::Untrained {
+                num_queries: a.num_queries,
+            }
+        }
+    };
+    Ok(AssistantOptions {
+        whisper,
+        llm,
+        connector,
+        transcriber: a.cascade || a.show_teacher,
+        instruction: a.prompt.clone(),
+        dtype: a.dtype.into(),
+        device,
+    })
+}
+
+/// One answered turn, as printed and reported.
+struct Answer {
+    reply: Reply,
+    transcript: Option<String>,
+    ttft_s: f64,
+}
+
+/// Answer `input` in `conv`, streaming to stdout after `label: ` (unless
+/// `--json`), with the timings line on stderr under `--timings`.
+fn answer(
+    s: &Assistant,
+    conv: &mut Conversation,
+    input: &Input,
+    a: &Args,
+    params: &SamplingParams,
+    label: Option<&str>,
+) -> Result<Answer> {
+    let mut parts = Vec::new();
+    let mut before = 0.0;
+    let mut transcript = None;
+    let sink = |t: &str| if a.json { Ok(()) } else { out!("{t}") };
+    let start = |transcript: &Option<String>| -> std::io::Result<()> {
+        if a.json {
+            return Ok(());
+        }
+        if let Some(t) = transcript {
+            outln!("transcript: {t}")?;
+        }
+        match label {
+            Some(l) => out!("{l}: "),
+            None => Ok(()),
+        }
+    };
+    let reply = match input {
+        Input::Text(text) => {
+            start(&None)?;
+            s.reply_text(conv, text, params, sink)?
+        }
+        Input::Audio(Audio { pcm, decode_s, .. }) => {
+            before += decode_s;
+            parts.push(format!("audio decode {decode_s:.3} s"));
+            if s.hears_audio() {
+                start(&None)?;
+                let r = s.reply_audio(conv, pcm, params, sink)?;
+                parts.push(format!("encoder + connector {:.3} s", r.input_seconds));
+                r
+            } else {
+                let (text, secs) = s.transcribe(pcm)?;
+                before += secs;
+                parts.push(format!("transcription {secs:.3} s"));
+                transcript = Some(text);
+                start(&transcript)?;
+                s.reply_text(conv, transcript.as_deref().unwrap_or(""), params, sink)?
+            }
+        }
+    };
+    if !a.json {
+        outln!()?;
+    }
+    let g = &reply.generation;
+    let ttft_s = before + reply.time_to_first_token_s();
+    parts.push(format!(
+        "prefill of {} tokens {:.3} s",
+        g.prompt_tokens, g.prompt_seconds
+    ));
+    let line = format!(
+        "time to first token {ttft_s:.3} s ({}); decode {} tokens at {:.1} tok/s",
+        parts.join(" + "),
+        g.ids.len(),
+        g.decode_tokens_per_second()
+    );
+    tracing::info!("{line}");
+    if a.timings {
+        eprintln!(
+            "timings{}: {line}",
+            label.map(|l| format!(" ({l})")).unwrap_or_default()
+        );
+    }
+    Ok(Answer {
+        reply,
+        transcript,
+        ttft_s,
+    })
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    // Everything that can be refused is refused before a model loads.
+    let params = a.sampling.params()?;
+    let device = a.device.open()?;
+    let turns: Vec<Input> = a
+        .then
+        .iter()
+        .map(|t| then_input(t))
+        .collect::<Result<_>>()?;
+    let first = audio_input(&a.audio)?;
+    let opts = options(&a, device)?;
+    let t_load = Instant::now();
+    let s = Assistant::load(&opts)?;
+    tracing::info!(
+        "loaded in {:.2}s ({} prefix tokens cached)",
+        t_load.elapsed().as_secs_f64(),
+        s.prefix_tokens()
+    );
+
+    let needs_transcript = a.cascade || a.show_teacher;
+    let mut report = serde_json::json!({ "audio": a.audio });
+    // --show-teacher prints the transcript first, then DiVA's reply.
+    let teacher_transcript = if a.show_teacher && s.hears_audio() {
+        let (text, _) = s.transcribe(&first.pcm)?;
+        if !a.json {
+            outln!("transcript: {text}")?;
+        }
+        report["transcript"] = serde_json::json!(text);
         Some(text)
     } else {
         None
     };
-
-    let g = TextGenerator::new(&parts.llm, &parts.tokenizer);
-    let mut report = serde_json::json!({ "audio": a.audio, "transcript": transcript });
-    if let Some(connector) = &parts.connector {
-        let filters = audio::MelFilters::new(parts.whisper.config.num_mel_bins);
-        let encoder = parts.whisper.encoder(DType::F32, &Device::Cpu)?;
-        // Audio → one 30 s window of log-mel → encoder → connector.
-        let virtual_tokens = |pcm: &[f32]| -> Result<Tensor> {
-            let mel = audio::log_mel(&pcm[..pcm.len().min(audio::N_SAMPLES)], &filters);
-            let mel = Tensor::from_vec(mel, (1, filters.n_mels(), audio::N_FRAMES), &Device::Cpu)?;
-            Ok(connector.forward(&encoder.forward(&mel)?, Exec::Fused)?)
-        };
-        // The audio path is timed on its own: transcription for
-        // --show-teacher/--cascade happened above and is not part of it.
-        let t_audio = Instant::now();
-        let prompt = split.after_prefix(&parts.llm, &virtual_tokens(&pcm)?)?;
-        let audio_seconds = load_seconds + t_audio.elapsed().as_secs_f64();
-        let mut cache = prefix_kv.clone();
-        let label = if needs_transcript { Some("diva") } else { None };
-        let out = reply(&g, &prompt, &mut cache, &a, label)?;
-        let ttft = audio_seconds + out.prompt_seconds;
-        tracing::info!(
-            "time to first token {:.3}s (audio path {:.3}s + prefill of {} tokens {:.3}s); decode {:.1} tok/s",
-            ttft,
-            audio_seconds,
-            out.prompt_tokens,
-            out.prompt_seconds,
-            out.decode_tokens_per_second()
-        );
-        if a.timings && !a.json {
-            println!(
-                "  (time to first token {ttft:.2} s, decode {:.1} tok/s)",
-                out.decode_tokens_per_second()
-            );
-        }
-        report["reply"] = serde_json::json!(out.text);
-        let mut turns = Vec::new();
-        for next in &a.then {
-            let path = Path::new(next);
-            let middle = if path.is_file() {
-                virtual_tokens(&audio::load_pcm_16k(path)?)?
-            } else {
-                parts.llm.embed_ids(&parts.tokenizer.encode(next, false)?)?
-            };
-            let prompt = split.next_turn(&parts.llm, &middle)?;
-            if !a.json {
-                println!("> {next}");
-            }
-            let t = reply(&g, &prompt, &mut cache, &a, label)?;
-            tracing::info!(
-                "turn: {} new prompt tokens, {} cached",
-                t.prompt_tokens,
-                cache.len()
-            );
-            turns.push(serde_json::json!({"input": next, "reply": t.text, "prompt_tokens": t.prompt_tokens}));
-        }
-        report["turns"] = serde_json::json!(turns);
-        report["time_to_first_token_s"] = serde_json::json!(ttft);
-        report["decode_tokens_per_s"] = serde_json::json!(out.decode_tokens_per_second());
-        report["untrained_connector"] = serde_json::json!(a.model.is_none());
+    let label = match (needs_transcript, s.hears_audio()) {
+        (false, _) => None,
+        (true, true) => Some("diva"),
+        (true, false) => Some("cascade"),
+    };
+    let mut conv = s.conversation();
+    let one = answer(&s, &mut conv, &Input::Audio(first), &a, &params, label)?;
+    if let Some(t) = &one.transcript {
+        report["transcript"] = serde_json::json!(t);
     }
-    if let Some(t) = &transcript {
-        let label = if a.cascade { "cascade" } else { "teacher" };
-        let transcript = parts.llm.embed_ids(&parts.tokenizer.encode(t, false)?)?;
-        let prompt = split.after_prefix(&parts.llm, &transcript)?;
-        let out = reply(&g, &prompt, &mut prefix_kv.clone(), &a, Some(label))?;
-        report[if a.cascade { "reply" } else { "teacher_reply" }] = serde_json::json!(out.text);
+    report["reply"] = serde_json::json!(one.reply.generation.text);
+    report["time_to_first_token_s"] = serde_json::json!(one.ttft_s);
+    report["decode_tokens_per_s"] =
+        serde_json::json!(one.reply.generation.decode_tokens_per_second());
+    let mut done = Vec::new();
+    for (input, arg) in turns.iter().zip(&a.then) {
+        if !a.json {
+            outln!("> {arg}")?;
+        }
+        let t = answer(&s, &mut conv, input, &a, &params, label)?;
+        tracing::info!(
+            "turn: {} new prompt tokens, {} cached",
+            t.reply.generation.prompt_tokens,
+            conv.cached_tokens()
+        );
+        let mut entry = serde_json::json!({
+            "input": arg,
+            "reply": t.reply.generation.text,
+            "prompt_tokens": t.reply.generation.prompt_tokens,
+            "time_to_first_token_s": t.ttft_s,
+        });
+        if let (Input::Audio(Audio { name, .. }), Some(tr)) = (input, &t.transcript) {
+            entry["audio"] = serde_json::json!(name);
+            entry["transcript"] = serde_json::json!(tr);
+        }
+        done.push(entry);
+    }
+    report["turns"] = serde_json::json!(done);
+    if s.hears_audio() {
+        report["untrained_connector"] =
+            serde_json::json!(matches!(opts.connector, ConnectorSource::Untrained { .. }));
+    }
+    if let Some(t) = teacher_transcript {
+        let text = Input::Text(t);
+        let out = answer(
+            &s,
+            &mut s.conversation(),
+            &text,
+            &a,
+            &params,
+            Some("teacher"),
+        )?;
+        report["teacher_reply"] = serde_json::json!(out.reply.generation.text);
     }
     if a.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?)?;
     }
     Ok(ExitCode::SUCCESS)
 }

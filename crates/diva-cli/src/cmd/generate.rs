@@ -1,19 +1,28 @@
 //! `diva generate`: text chat with the LLM, one-shot or interactive.
 
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use candle_core::Device;
-use diva_core::generate::{Generation, TextGenerator};
+use diva_core::generate::{Generation, SamplingParams, TextGenerator};
 use diva_core::models::llm::{load_llm, KvCache, Llm, WeightMode};
 use diva_core::text::{LlmTokenizer, Message};
 use diva_core::weights::cache;
 
+use crate::common::DeviceArg;
 use crate::sampling_args::SamplingArgs;
+use crate::{out, outln};
+
+const EXAMPLES: &str = "Examples:
+  diva generate \"What is the capital of France?\"
+  diva generate --llm model.gguf --temperature 0.7 --seed 3 \"Name a colour.\"
+  diva generate --interactive --system \"Answer in one sentence.\"
+  diva generate --json --max-tokens 32 \"Hi\" | jq .text";
 
 #[derive(clap::Args)]
+#[command(after_help = EXAMPLES)]
 pub struct Args {
     /// The user message. Omit with --interactive.
     prompt: Option<String>,
@@ -32,24 +41,28 @@ pub struct Args {
     /// Print one JSON object (text, token counts, timings) instead of streaming.
     #[arg(long)]
     json: bool,
-    /// Dequantize GGUF weights to f32 instead of using quantized kernels.
+    /// Dequantize GGUF weights to f32 instead of using quantized kernels
+    /// (always so on CUDA).
     #[arg(long)]
     dense: bool,
+    #[command(flatten)]
+    device: DeviceArg,
     #[command(flatten)]
     sampling: SamplingArgs,
 }
 
-pub fn load(arg: &str, dense: bool) -> Result<(PathBuf, Llm, LlmTokenizer)> {
+pub fn load(arg: &str, dense: bool, device: &Device) -> Result<(PathBuf, Llm, LlmTokenizer)> {
+    crate::common::check_llm_path("--llm", arg)?;
     let path = cache::resolve_llm(arg)?;
     let t0 = std::time::Instant::now();
     let tokenizer = LlmTokenizer::from_path(&path)?;
-    let mode = if dense {
+    let mode = if dense || !device.is_cpu() {
         WeightMode::Dense(candle_core::DType::F32)
     } else {
         WeightMode::Quantized
     };
     diva_core::cpu_pools::use_one_pool_unless_quantized(&path, mode)?;
-    let llm = load_llm(&path, mode, &Device::Cpu)?;
+    let llm = load_llm(&path, mode, device)?;
     tracing::info!(
         "loaded {} in {:.2}s",
         path.display(),
@@ -72,8 +85,8 @@ impl Chat<'_> {
         &mut self,
         user: &str,
         raw: bool,
-        args: &Args,
-        mut on_text: impl FnMut(&str),
+        params: &SamplingParams,
+        on_text: impl FnMut(&str) -> std::io::Result<()>,
     ) -> Result<Generation> {
         let tok = self.generator.tokenizer;
         let ids = if raw {
@@ -97,12 +110,9 @@ impl Chat<'_> {
             self.cache = self.generator.llm.new_cache();
             ids.clone()
         };
-        let g = self.generator.generate_ids(
-            &new,
-            &mut self.cache,
-            &args.sampling.params()?,
-            &mut on_text,
-        )?;
+        let g = self
+            .generator
+            .try_generate_ids(&new, &mut self.cache, params, on_text)?;
         self.fed = [ids, g.ids.clone()].concat();
         if !raw {
             self.messages.push(Message::assistant(g.text.clone()));
@@ -126,7 +136,12 @@ fn report(g: &Generation) {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let (_path, llm, tokenizer) = load(&args.llm, args.dense)?;
+    let params = args.sampling.params()?;
+    if !args.interactive && args.prompt.is_none() {
+        anyhow::bail!("give a prompt, or use --interactive");
+    }
+    let device = args.device.open()?;
+    let (_path, llm, tokenizer) = load(&args.llm, args.dense, &device)?;
     let mut chat = Chat {
         generator: TextGenerator::new(&llm, &tokenizer),
         messages: Vec::new(),
@@ -136,38 +151,32 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let Some(s) = &args.system {
         chat.messages.push(Message::system(s.clone()));
     }
-    let mut out = std::io::stdout().lock();
+    let stream = |t: &str| out!("{t}");
     if !args.interactive {
         let prompt = args
             .prompt
             .clone()
             .context("give a prompt, or use --interactive")?;
         if args.json {
-            let g = chat.turn(&prompt, args.raw, &args, |_| {})?;
+            let g = chat.turn(&prompt, args.raw, &params, |_| Ok(()))?;
             report(&g);
-            writeln!(out, "{}", serde_json::to_string(&g)?)?;
+            outln!("{}", serde_json::to_string(&g)?)?;
         } else {
-            let g = chat.turn(&prompt, args.raw, &args, |t| {
-                let _ = write!(out, "{t}");
-                let _ = out.flush();
-            })?;
-            writeln!(out)?;
+            let g = chat.turn(&prompt, args.raw, &params, stream)?;
+            outln!()?;
             report(&g);
         }
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!("diva chat — type a message, an empty line or Ctrl-D to quit");
+    eprintln!("diva generate — type a message, an empty line or Ctrl-D to quit");
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
         let line = line?;
         if line.trim().is_empty() {
             break;
         }
-        let g = chat.turn(&line, args.raw, &args, |t| {
-            let _ = write!(out, "{t}");
-            let _ = out.flush();
-        })?;
-        writeln!(out)?;
+        let g = chat.turn(&line, args.raw, &params, stream)?;
+        outln!()?;
         report(&g);
     }
     Ok(ExitCode::SUCCESS)

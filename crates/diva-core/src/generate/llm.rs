@@ -60,14 +60,29 @@ impl<'a> TextGenerator<'a> {
         prompt: &[u32],
         cache: &mut KvCache,
         params: &SamplingParams,
-        on_text: impl FnMut(&str),
+        mut on_text: impl FnMut(&str),
+    ) -> Result<Generation> {
+        self.try_generate_ids(prompt, cache, params, |t| {
+            on_text(t);
+            Ok(())
+        })
+    }
+
+    /// [`Self::generate_ids`] with a sink that can fail (see
+    /// [`Self::try_generate_embeds`]).
+    pub fn try_generate_ids(
+        &self,
+        prompt: &[u32],
+        cache: &mut KvCache,
+        params: &SamplingParams,
+        sink: impl FnMut(&str) -> std::io::Result<()>,
     ) -> Result<Generation> {
         if prompt.is_empty() {
             return Err(Error::Config("empty prompt".into()));
         }
         let ids = Tensor::new(prompt, &self.llm.device)?.unsqueeze(0)?;
         let embeds = self.llm.embed(&ids)?;
-        self.generate_embeds(&embeds, cache, params, on_text)
+        self.try_generate_embeds(&embeds, cache, params, sink)
     }
 
     /// Generate after prompt embeddings `[1, t, hidden]` (continuing `cache`).
@@ -78,6 +93,22 @@ impl<'a> TextGenerator<'a> {
         params: &SamplingParams,
         mut on_text: impl FnMut(&str),
     ) -> Result<Generation> {
+        self.try_generate_embeds(prompt, cache, params, |t| {
+            on_text(t);
+            Ok(())
+        })
+    }
+
+    /// [`Self::generate_embeds`] with a sink that can fail (stdout closed):
+    /// generation stops at its first error, returned as [`Error::Io`].
+    pub fn try_generate_embeds(
+        &self,
+        prompt: &Tensor,
+        cache: &mut KvCache,
+        params: &SamplingParams,
+        mut sink: impl FnMut(&str) -> std::io::Result<()>,
+    ) -> Result<Generation> {
+        let mut on_text = |t: &str| sink(t).map_err(|e| Error::io("writing the generated text", e));
         let prompt_tokens = prompt.dim(1)?;
         let window = self.llm.config.max_position_embeddings;
         if cache.len() + prompt_tokens >= window {
@@ -117,13 +148,13 @@ impl<'a> TextGenerator<'a> {
                     // Emit only what precedes the stop string.
                     let emitted = text.len() - piece.len();
                     if cut > emitted {
-                        on_text(&text[emitted..cut]);
+                        on_text(&text[emitted..cut])?;
                     }
                     text.truncate(cut);
                     stop_reason = StopReason::StopString;
                     break;
                 }
-                on_text(&piece);
+                on_text(&piece)?;
             }
             let x = self.llm.embed(&Tensor::new(&[[next]], &self.llm.device)?)?;
             let h = self
@@ -134,7 +165,7 @@ impl<'a> TextGenerator<'a> {
         if stop_reason != StopReason::StopString {
             if let Some(rest) = stream.finish()? {
                 text.push_str(&rest);
-                on_text(&rest);
+                on_text(&rest)?;
             }
         }
         let decode_seconds = t1.elapsed().as_secs_f64();

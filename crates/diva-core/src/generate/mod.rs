@@ -1,9 +1,12 @@
-//! Turning models into text: Whisper transcription and LLM generation.
+//! Turning models into text: Whisper transcription, LLM generation, and the
+//! spoken-chat session that joins them.
 
+pub mod assistant;
 pub mod llm;
 pub mod sampling;
 pub mod transcribe;
 
+pub use assistant::{Assistant, AssistantOptions, ConnectorSource, Conversation, Reply};
 pub use llm::{Generation, StopReason, TextGenerator};
 pub use sampling::{Sampler, SamplingParams};
 pub use transcribe::{TranscribeOptions, Transcriber, Transcript};

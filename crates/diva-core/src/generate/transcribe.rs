@@ -11,6 +11,10 @@
 //!
 //! Audio longer than 30 s is cut into consecutive 30 s windows, each decoded on
 //! its own, and the texts are joined: nothing is silently dropped.
+//!
+//! The language is checked when the transcriber is built: an English-only
+//! (`.en`) model refuses any other language, a multilingual one refuses codes
+//! it has no language token for.
 
 use std::path::Path;
 
@@ -24,7 +28,7 @@ use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct TranscribeOptions {
-    /// Language code for multilingual models (ignored by `.en` models).
+    /// Language code (`en`, `fr`, …). English-only models accept only `en`.
     pub language: String,
     /// Compute dtype for the encoder and decoder.
     pub dtype: DType,
@@ -75,6 +79,7 @@ impl Transcriber {
             &weights.dir.join("tokenizer.json"),
             weights.config.is_multilingual(),
         )?;
+        check_language(&tokenizer, &opts.language, &weights.dir)?;
         let encoder = weights.encoder(opts.dtype, device)?;
         let decoder = weights.decoder(opts.dtype, device, true)?;
         let vocab = weights.config.vocab_size as u32;
@@ -156,13 +161,26 @@ impl Transcriber {
 
     /// Transcribe 16 kHz mono PCM of any length.
     pub fn transcribe_pcm(&self, pcm: &[f32]) -> Result<Transcript> {
+        self.transcribe_pcm_with_progress(pcm, |_, _| {})
+    }
+
+    /// [`Self::transcribe_pcm`], calling `progress(done, total)` with the
+    /// number of 30 s windows decoded so far (first with `done = 0`).
+    pub fn transcribe_pcm_with_progress(
+        &self,
+        pcm: &[f32],
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<Transcript> {
+        let total = pcm.len().max(1).div_ceil(audio::N_SAMPLES);
+        progress(0, total);
         let mut tokens = Vec::new();
         let mut texts = Vec::new();
-        for window in audio::mel::windows(pcm) {
+        for (i, window) in audio::mel::windows(pcm).enumerate() {
             let states = self.encode(window)?;
             let ids = self.decode_window(&states)?;
             texts.push(self.tokenizer.decode(&ids)?.trim().to_string());
             tokens.push(ids);
+            progress(i + 1, total);
         }
         let text = texts
             .into_iter()
@@ -179,9 +197,45 @@ impl Transcriber {
     /// Decode, resample and transcribe an audio file.
     pub fn transcribe_file(&self, path: &Path) -> Result<Transcript> {
         let pcm = audio::load::load_pcm_16k(path)?;
-        self.transcribe_pcm(&pcm).map_err(|e| match e {
-            Error::Candle(c) => Error::audio(path, format!("transcription failed: {c}")),
-            other => other,
-        })
+        self.transcribe_named(&pcm, path, |_, _| {})
     }
+
+    /// Transcribe decoded PCM; `name` (a file, or `-` for stdin) labels errors.
+    pub fn transcribe_named(
+        &self,
+        pcm: &[f32],
+        name: &Path,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<Transcript> {
+        self.transcribe_pcm_with_progress(pcm, progress)
+            .map_err(|e| match e {
+                Error::Candle(c) => Error::audio(name, format!("transcription failed: {c}")),
+                other => other,
+            })
+    }
+}
+
+/// Refuse a language the model cannot be asked for. Whisper's language tokens
+/// are `<|xx|>` or `<|xxx|>` (`haw`, `yue`); longer names in that form are task
+/// tokens (`<|transcribe|>`), not languages.
+fn check_language(tok: &WhisperTokenizer, language: &str, dir: &Path) -> Result<()> {
+    if !tok.multilingual {
+        if language != "en" {
+            return Err(Error::Config(format!(
+                "--language {language}: {} is an English-only Whisper model; drop --language, \
+                 or use a multilingual model (e.g. --model base)",
+                dir.display()
+            )));
+        }
+        return Ok(());
+    }
+    let is_code =
+        (2..=3).contains(&language.len()) && language.bytes().all(|b| b.is_ascii_lowercase());
+    if !is_code || tok.language_token(language).is_none() {
+        return Err(Error::Config(format!(
+            "--language {language}: not a language code this Whisper model knows; \
+             use a two-letter code such as en, fr, de, es, ja or zh"
+        )));
+    }
+    Ok(())
 }

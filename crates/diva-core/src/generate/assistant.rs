@@ -1,0 +1,281 @@
+//! A spoken-chat session: the Whisper encoder, the connector and the LLM are
+//! loaded once, then one conversation answers audio or text turns, streaming
+//! each reply, with the KV cache carried from turn to turn.
+//!
+//! An audio turn is DiVA's path: one 30 s window of log-mel → encoder →
+//! connector → virtual tokens in the user slot of the LLM's chat template
+//! ([`PromptSplit`]). Without a connector the session is the cascade baseline:
+//! the caller transcribes ([`Assistant::transcribe`]) and sends the text as a
+//! text turn. The template's constant prefix is computed once at load and
+//! every conversation starts after it.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+
+use super::llm::{Generation, TextGenerator};
+use super::sampling::SamplingParams;
+use super::transcribe::{TranscribeOptions, Transcriber};
+use crate::audio::{self, MelFilters};
+use crate::models::checkpoint;
+use crate::models::connector::Connector;
+use crate::models::diva::PromptSplit;
+use crate::models::llm::{load_llm, KvCache, Llm, WeightMode};
+use crate::models::whisper::{WhisperEncoder, WhisperWeights};
+use crate::models::Exec;
+use crate::text::LlmTokenizer;
+use crate::{Error, Result};
+
+/// Where the connector comes from.
+#[derive(Debug, Clone)]
+pub enum ConnectorSource {
+    /// A DiVA checkpoint directory (official layout).
+    Checkpoint(PathBuf),
+    /// Freshly initialised: decoder blocks from Whisper, random queries.
+    Untrained { num_queries: usize },
+    /// No connector: the cascade baseline (text turns only).
+    Cascade,
+}
+
+/// What to load. Paths are already resolved (a Whisper directory; a `.gguf`
+/// file or an HF directory for the LLM).
+#[derive(Debug, Clone)]
+pub struct AssistantOptions {
+    pub whisper: PathBuf,
+    pub llm: PathBuf,
+    pub connector: ConnectorSource,
+    /// Also build a Whisper transcriber (cascade, or the teacher's reply).
+    pub transcriber: bool,
+    /// A text instruction, rendered as the system message.
+    pub instruction: Option<String>,
+    /// Compute dtype of the Whisper encoder, the connector and the transcriber.
+    pub dtype: DType,
+    pub device: Device,
+}
+
+/// A loaded session.
+pub struct Assistant {
+    pub llm: Llm,
+    pub tokenizer: LlmTokenizer,
+    encoder: Option<WhisperEncoder>,
+    connector: Option<Connector>,
+    transcriber: Option<Transcriber>,
+    filters: MelFilters,
+    split: PromptSplit,
+    prefix_kv: KvCache,
+    device: Device,
+}
+
+/// One conversation's state: the KV cache after its last reply.
+pub struct Conversation {
+    cache: KvCache,
+    turns: usize,
+}
+
+impl Conversation {
+    /// Tokens in the cache (template prefix included).
+    pub fn cached_tokens(&self) -> usize {
+        self.cache.len()
+    }
+}
+
+/// One answered turn.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub generation: Generation,
+    /// Audio → virtual tokens (encoder + connector); 0 for a text turn.
+    pub input_seconds: f64,
+}
+
+impl Reply {
+    /// From the decoded input to the first token's logits (prefill included).
+    pub fn time_to_first_token_s(&self) -> f64 {
+        self.input_seconds + self.generation.prompt_seconds
+    }
+}
+
+impl Assistant {
+    pub fn load(o: &AssistantOptions) -> Result<Self> {
+        // Quantized GGUF kernels on the CPU; dense in `dtype` on a GPU.
+        let mode = if o.device.is_cpu() {
+            WeightMode::Quantized
+        } else {
+            WeightMode::Dense(o.dtype)
+        };
+        // Before any candle op: one CPU pool unless quantized kernels run.
+        crate::cpu_pools::use_one_pool_unless_quantized(&o.llm, mode)?;
+        let tokenizer = LlmTokenizer::from_path(&o.llm)?;
+        let llm = load_llm(&o.llm, mode, &o.device)?;
+        let whisper = WhisperWeights::load_dir(&o.whisper)?;
+        let transcriber = if o.transcriber {
+            let opts = TranscribeOptions {
+                language: "en".into(),
+                dtype: o.dtype,
+            };
+            Some(
+                Transcriber::from_weights(&whisper, &opts, &o.device).map_err(|e| {
+                    Error::model(
+                        &o.whisper,
+                        format!("a transcript needs a Whisper with its decoder: {e}"),
+                    )
+                })?,
+            )
+        } else {
+            None
+        };
+        // Build the Whisper parts first, then let go of the stored Whisper
+        // tensors (decoder included) before a checkpoint's file is read:
+        // the two are never in memory together.
+        let hears = !matches!(o.connector, ConnectorSource::Cascade);
+        let encoder = match (&transcriber, hears) {
+            (_, false) => None,
+            // The transcriber's encoder serves the audio path too (shared tensors).
+            (Some(t), true) => Some(t.encoder.clone()),
+            (None, true) => Some(whisper.encoder(o.dtype, &o.device)?),
+        };
+        let filters = MelFilters::new(whisper.config.num_mel_bins);
+        let connector = match &o.connector {
+            ConnectorSource::Checkpoint(dir) => {
+                let config = whisper.config.clone();
+                drop(whisper);
+                Some(checkpoint::load_connector(
+                    dir, &config, o.dtype, &o.device,
+                )?)
+            }
+            ConnectorSource::Untrained { num_queries } => Some(Connector::init(
+                &whisper,
+                *num_queries,
+                llm.hidden_size(),
+                0,
+                o.dtype,
+                &o.device,
+            )?),
+            ConnectorSource::Cascade => None,
+        };
+        if let Some(c) = &connector {
+            let d_out = c.projection.weight.dim(0)?;
+            if d_out != llm.hidden_size() {
+                return Err(Error::model(
+                    &o.llm,
+                    format!(
+                        "the connector projects to width {d_out} but this LLM's hidden size is {}: \
+                         use the LLM the checkpoint was trained with",
+                        llm.hidden_size()
+                    ),
+                ));
+            }
+        }
+        let split = PromptSplit::from_template(&tokenizer, o.instruction.as_deref())?;
+        let prefix_kv = split.prefix_cache(&llm)?;
+        Ok(Self {
+            llm,
+            tokenizer,
+            encoder,
+            connector,
+            transcriber,
+            filters,
+            split,
+            prefix_kv,
+            device: o.device.clone(),
+        })
+    }
+
+    /// A new conversation (its cache starts after the template prefix).
+    pub fn conversation(&self) -> Conversation {
+        Conversation {
+            cache: self.prefix_kv.clone(),
+            turns: 0,
+        }
+    }
+
+    /// Tokens of the cached template prefix.
+    pub fn prefix_tokens(&self) -> usize {
+        self.prefix_kv.len()
+    }
+
+    /// Whether audio turns go through a connector (false: the cascade).
+    pub fn hears_audio(&self) -> bool {
+        self.connector.is_some()
+    }
+
+    /// Queries of the connector (virtual tokens per audio turn).
+    pub fn num_queries(&self) -> Option<usize> {
+        self.connector.as_ref().map(Connector::num_queries)
+    }
+
+    /// Whisper's transcript of `pcm` (any length) and the seconds it took.
+    pub fn transcribe(&self, pcm: &[f32]) -> Result<(String, f64)> {
+        let t = self
+            .transcriber
+            .as_ref()
+            .ok_or_else(|| Error::Config("this session was loaded without a transcriber".into()))?;
+        let t0 = Instant::now();
+        let text = t.transcribe_pcm(pcm)?.text;
+        Ok((text, t0.elapsed().as_secs_f64()))
+    }
+
+    /// Audio (its first 30 s) → virtual tokens `[1, N, d_llm]`.
+    pub fn virtual_tokens(&self, pcm: &[f32]) -> Result<Tensor> {
+        let (Some(encoder), Some(connector)) = (&self.encoder, &self.connector) else {
+            return Err(Error::Config(
+                "the cascade has no connector: transcribe the audio and send the text".into(),
+            ));
+        };
+        let mel = audio::log_mel(&pcm[..pcm.len().min(audio::N_SAMPLES)], &self.filters);
+        let mel = Tensor::from_vec(
+            mel,
+            (1, self.filters.n_mels(), audio::N_FRAMES),
+            &self.device,
+        )?;
+        Ok(connector.forward(&encoder.forward(&mel)?, Exec::Fused)?)
+    }
+
+    /// Answer an audio turn, streaming the reply into `sink`.
+    pub fn reply_audio(
+        &self,
+        conv: &mut Conversation,
+        pcm: &[f32],
+        params: &SamplingParams,
+        sink: impl FnMut(&str) -> std::io::Result<()>,
+    ) -> Result<Reply> {
+        let t0 = Instant::now();
+        let middle = self.virtual_tokens(pcm)?;
+        let input_seconds = t0.elapsed().as_secs_f64();
+        self.answer(conv, &middle, input_seconds, params, sink)
+    }
+
+    /// Answer a text turn (typed, or a transcript), streaming into `sink`.
+    pub fn reply_text(
+        &self,
+        conv: &mut Conversation,
+        text: &str,
+        params: &SamplingParams,
+        sink: impl FnMut(&str) -> std::io::Result<()>,
+    ) -> Result<Reply> {
+        let middle = self.llm.embed_ids(&self.tokenizer.encode(text, false)?)?;
+        self.answer(conv, &middle, 0.0, params, sink)
+    }
+
+    fn answer(
+        &self,
+        conv: &mut Conversation,
+        middle: &Tensor,
+        input_seconds: f64,
+        params: &SamplingParams,
+        sink: impl FnMut(&str) -> std::io::Result<()>,
+    ) -> Result<Reply> {
+        let prompt = if conv.turns == 0 {
+            self.split.after_prefix(&self.llm, middle)?
+        } else {
+            self.split.next_turn(&self.llm, middle)?
+        };
+        let g = TextGenerator::new(&self.llm, &self.tokenizer);
+        let generation = g.try_generate_embeds(&prompt, &mut conv.cache, params, sink)?;
+        conv.turns += 1;
+        Ok(Reply {
+            generation,
+            input_seconds,
+        })
+    }
+}
