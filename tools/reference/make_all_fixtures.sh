@@ -18,6 +18,7 @@ fx="$repo/tests/fixtures"
 "$py" "$here/make_hf_whisper_fixture.py" --out "$fx/hf-whisper-random"
 "$here/make_audio_fixtures.sh" "$fx/audio/formats"
 "$py" "$here/make_parquet_fixture.py" --out "$fx/parquet"
+"$py" "$here/make_lever_losses_fixture.py" --out "$fx/levers"
 if [[ "${1:-}" == "--transcripts" ]]; then
   "$py" "$here/transcribe_faster_whisper.py" --model "$model" \
     --manifest "$diva_home/data/asterisk/manifest.jsonl" --out "$fx/asterisk/faster_whisper_tiny_en.jsonl"

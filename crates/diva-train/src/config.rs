@@ -41,6 +41,27 @@ pub struct TrainConfig {
     /// token's logits (Ultravox-style); 0 (official) disables it.
     pub kl_weight: f64,
     pub kl_temperature: f64,
+    /// Weight of the response-level KL (Ultravox's `Response_KL`): the
+    /// student, teacher-forced on the teacher's cached greedy reply, matches
+    /// the teacher's distribution at every reply position. 0 (official)
+    /// disables it.
+    pub response_kl_weight: f64,
+    /// Temperature τ of the response KL (Ultravox: 2).
+    pub response_kl_temperature: f64,
+    /// Reply tokens R the teacher writes (and the student is scored on).
+    pub response_tokens: usize,
+    /// Teacher tokens cached per reply position (the KL is truncated to
+    /// them; the covered probability mass is logged). The vocabulary size
+    /// makes it exact.
+    pub response_top_k: usize,
+    /// Weight of an in-batch contrastive loss (InfoNCE over cosine
+    /// similarities) between the student's and the teacher's last-position
+    /// states; 0 (official) disables it.
+    pub contrastive_weight: f64,
+    pub contrastive_temperature: f64,
+    /// Optimizer steps at the start that train the alignment loss alone (no
+    /// LLM forward, so several times cheaper); 0 (official) disables it.
+    pub align_only_steps: usize,
     /// How the projection starts: `torch` (nn.Linear default init, official)
     /// or `lstsq` (least squares from Whisper's token embeddings to the LLM's
     /// over the tokens both vocabularies share).
@@ -99,6 +120,13 @@ impl TrainConfig {
             align_weight: 1.0,
             kl_weight: 0.0,
             kl_temperature: 2.0,
+            response_kl_weight: 0.0,
+            response_kl_temperature: 2.0,
+            response_tokens: 32,
+            response_top_k: 256,
+            contrastive_weight: 0.0,
+            contrastive_temperature: 0.1,
+            align_only_steps: 0,
             projection_init: "torch".into(),
             seed: 0,
             checkpoint_every: 100,
@@ -179,14 +207,50 @@ impl TrainConfig {
                 self.warmup_frac
             ));
         }
-        if self.distill_weight < 0.0 || self.align_weight < 0.0 || self.kl_weight < 0.0 {
-            return fail("loss weights must be non-negative".into());
+        let weights = [
+            self.distill_weight,
+            self.align_weight,
+            self.kl_weight,
+            self.response_kl_weight,
+            self.contrastive_weight,
+        ];
+        if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
+            return fail("loss weights must be finite and non-negative".into());
         }
-        if self.distill_weight + self.align_weight + self.kl_weight == 0.0 {
+        if weights.iter().sum::<f64>() == 0.0 {
             return fail("at least one loss weight must be positive".into());
         }
-        if self.kl_weight > 0.0 && self.kl_temperature <= 0.0 {
-            return fail("kl_temperature must be positive".into());
+        for (on, tau, name) in [
+            (self.kl_weight, self.kl_temperature, "kl_temperature"),
+            (
+                self.response_kl_weight,
+                self.response_kl_temperature,
+                "response_kl_temperature",
+            ),
+            (
+                self.contrastive_weight,
+                self.contrastive_temperature,
+                "contrastive_temperature",
+            ),
+        ] {
+            if on > 0.0 && !(tau.is_finite() && tau > 0.0) {
+                return fail(format!("{name} must be positive, got {tau}"));
+            }
+        }
+        if self.response_kl_weight > 0.0 && (self.response_tokens == 0 || self.response_top_k == 0)
+        {
+            return fail(
+                "response_tokens and response_top_k must be at least 1 with a response KL".into(),
+            );
+        }
+        if self.contrastive_weight > 0.0 && self.micro_batch < 2 {
+            return fail("the contrastive loss compares clips within a micro batch: micro_batch must be at least 2".into());
+        }
+        if self.align_only_steps >= self.steps {
+            return fail(format!(
+                "align_only_steps ({}) must be below steps ({}): the distillation never starts otherwise",
+                self.align_only_steps, self.steps
+            ));
         }
         if !matches!(self.projection_init.as_str(), "torch" | "lstsq") {
             return fail(format!(
@@ -227,6 +291,18 @@ impl TrainConfig {
             ("batch_size", self.batch_size != saved.batch_size),
             ("seed", self.seed != saved.seed),
             ("steps", self.steps != saved.steps),
+            (
+                "response_tokens",
+                self.response_tokens != saved.response_tokens,
+            ),
+            (
+                "response_top_k",
+                self.response_top_k != saved.response_top_k,
+            ),
+            (
+                "align_only_steps",
+                self.align_only_steps != saved.align_only_steps,
+            ),
         ];
         let bad: Vec<&str> = pairs.iter().filter(|(_, d)| *d).map(|(n, _)| *n).collect();
         (!bad.is_empty()).then(|| bad.join(", "))
@@ -248,6 +324,15 @@ mod tests {
         assert_eq!(
             (p.distill_weight, p.align_weight, p.kl_weight),
             (1.0, 1.0, 0.0)
+        );
+        // Every lever is off in the official recipe.
+        assert_eq!(
+            (
+                p.response_kl_weight,
+                p.contrastive_weight,
+                p.align_only_steps
+            ),
+            (0.0, 0.0, 0)
         );
         assert!(TrainConfig::preset("huge").is_err());
     }

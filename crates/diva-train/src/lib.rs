@@ -21,3 +21,4 @@ pub mod student;
 pub mod teacher_cache;
 pub mod trainer;
 pub mod validate;
+pub mod virtual_transcript;

@@ -9,6 +9,7 @@ use candle_core::{DType, Device};
 
 use crate::data::{read_manifest_lines, Skipped};
 use crate::features::EncoderFeatures;
+use crate::response::{ReplyCache, ReplySpec};
 use crate::setup::{self, Example, Frozen};
 use crate::teacher_cache::TeacherCache;
 use crate::validate::TeacherReplies;
@@ -22,6 +23,8 @@ pub struct Session {
     pub features: EncoderFeatures,
     pub teacher: TeacherCache,
     pub replies: TeacherReplies,
+    /// Where the teacher-side caches live (`<cache root>/teacher`).
+    teacher_dir: std::path::PathBuf,
 }
 
 impl Session {
@@ -54,7 +57,40 @@ impl Session {
             features,
             teacher,
             replies,
+            teacher_dir: dir,
         })
+    }
+
+    /// The teacher's greedy replies (and top-k log-probabilities) for every
+    /// example's transcript, for the response KL: read from the reply cache,
+    /// the missing ones computed now (saved as they come, so an interrupted
+    /// fill resumes) with a progress bar.
+    pub fn reply_cache(&self, examples: &[Example], spec: ReplySpec) -> Result<ReplyCache> {
+        let key = self.frozen.teacher_key();
+        let mut cache = ReplyCache::open(&self.teacher_dir, &key, spec)?;
+        let todo: Vec<(String, Vec<u32>)> = examples
+            .iter()
+            .filter(|e| cache.get(&e.item.text).is_none())
+            .map(|e| (e.item.text.clone(), e.ids.clone()))
+            .collect();
+        if !todo.is_empty() {
+            tracing::info!(
+                "teacher replies: {} of {} transcripts to compute ({} tokens each at most)",
+                todo.len(),
+                examples.len(),
+                spec.max_tokens
+            );
+            let bar = crate::progress::bar(todo.len() as u64, "teacher replies");
+            let f = &self.frozen;
+            cache.fill(&f.llm, &f.tokenizer, &f.split, &todo, 25, |n| {
+                bar.set_position(n as u64);
+                if bar.is_hidden() && n % 100 == 0 {
+                    tracing::info!("teacher replies: {n}/{}", todo.len());
+                }
+            })?;
+            bar.finish_and_clear();
+        }
+        Ok(cache)
     }
 
     /// A manifest → usable examples (see [`setup::prepare`]) and the number

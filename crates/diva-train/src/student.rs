@@ -300,6 +300,34 @@ pub fn losses_with_replies(
     })
 }
 
+/// The alignment loss alone (the staged schedule's first stage): no LLM
+/// forward. `distill` is reported as zeros so the metrics keep their keys.
+pub fn align_only_losses(
+    virtual_tokens: &Tensor,
+    transcripts: &[Tensor],
+    weight: f64,
+) -> Result<Losses> {
+    let b = virtual_tokens.dim(0)?;
+    if transcripts.len() != b {
+        candle_core::bail!("batch of {b} students, {} transcripts", transcripts.len());
+    }
+    let work = compute_dtype(virtual_tokens.dtype());
+    let align = transcripts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| align_loss(&virtual_tokens.i(i)?.to_dtype(work)?, &t.to_dtype(work)?))
+        .collect::<Result<Vec<_>>>()?;
+    let align = Tensor::stack(&align, 0)?;
+    Ok(Losses {
+        total: (&align * weight)?.mean_all()?,
+        distill: align.zeros_like()?,
+        align,
+        kl: None,
+        contrastive: None,
+        response_kl: None,
+    })
+}
+
 /// KL(teacher ‖ student) of the first reply token's distribution at
 /// temperature τ, scaled by τ² (Hinton; Ultravox uses τ = 2). `[b]`.
 pub fn first_token_kl(llm: &Llm, student: &Tensor, teacher: &Tensor, tau: f64) -> Result<Tensor> {

@@ -2,10 +2,13 @@
 //!
 //! 1. Load the frozen Whisper and LLM; split the LLM's chat template.
 //! 2. Prepare the data once: transcript ids, encoder states (cached in f16),
-//!    teacher targets (cached); bad items are counted and skipped.
+//!    teacher targets (cached), and with the response KL the teacher's
+//!    replies (cached); bad items are counted and skipped.
 //! 3. Optimise the queries, connector and projection with AdamW (warmup +
 //!    cosine, clipping, gradient accumulation), checkpointing every K steps
 //!    and validating every V steps; a stop request (Ctrl-C) saves first.
+//!    The loop body is the six steps of `docs/training.md`; [`batch_losses`]
+//!    holds steps 2–5.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,6 +25,7 @@ use serde_json::json;
 use crate::config::TrainConfig;
 use crate::data_order::{DataOrder, DataPosition};
 use crate::optim::{accumulate, clip_grads, AdamW, AdamWParams, Schedule};
+use crate::response::{ReplyBatch, ReplyCache, ReplySpec, TeacherReply};
 use crate::run_state::{self, TrainerState};
 use crate::setup::Example;
 use crate::student::{self, LossWeights};
@@ -84,25 +88,10 @@ fn lr_scales(names: &[String], cfg: &TrainConfig) -> Vec<f64> {
 pub fn train(opts: TrainOptions) -> Result<TrainSummary> {
     let cfg = opts.config.clone();
     cfg.validate()?;
-    std::fs::create_dir_all(&opts.out)
-        .with_context(|| format!("cannot create output directory {}", opts.out.display()))?;
-    let resume_from = if opts.resume {
-        Some(run_state::latest(&opts.out).with_context(|| {
-            format!(
-                "--resume: no checkpoint in {}",
-                run_state::checkpoints_dir(&opts.out).display()
-            )
-        })?)
-    } else {
-        if run_state::latest(&opts.out).is_some() {
-            bail!(
-                "{} already holds a run's checkpoints: pass --resume to continue it, or choose another --out",
-                opts.out.display()
-            );
-        }
-        None
-    };
+    let resume_from = resume_point(&opts)?;
 
+    // Set-up: frozen models, examples with their cached encoder states and
+    // teacher targets, the teacher's replies when the response KL is on.
     let mut session = Session::open(
         &cfg.whisper,
         &cfg.llm,
@@ -127,62 +116,15 @@ pub fn train(opts: TrainOptions) -> Result<TrainSummary> {
         train_set.len(),
         val_set.as_ref().map_or(0, Vec::len)
     );
+    let replies = (cfg.response_kl_weight > 0.0)
+        .then(|| session.reply_cache(&train_set, reply_spec(&cfg)))
+        .transpose()?;
 
-    let frozen = &session.frozen;
-    let mut connector = Connector::init(
-        &frozen.whisper,
-        cfg.num_queries,
-        frozen.llm.hidden_size(),
-        cfg.seed,
-        DType::F32,
-        &opts.device,
-    )?;
-    if cfg.projection_init == "lstsq" {
-        crate::projection_init::least_squares(&mut connector, frozen)?;
-    }
-    let named = connector.make_trainable()?;
-    let names: Vec<String> = named.iter().map(|(n, _)| n.clone()).collect();
-    let vars: Vec<candle_core::Var> = named.iter().map(|(_, v)| v.clone()).collect();
-    let mut optimizer = AdamW::new(
-        vars.clone(),
-        AdamWParams {
-            weight_decay: cfg.weight_decay,
-            ..AdamWParams::default()
-        },
-    )?;
-    optimizer.lr_scales = lr_scales(&names, &cfg);
-    let token_table = frozen
-        .whisper
-        .tensors
-        .get("decoder.embed_tokens.weight")
-        .cloned();
-
+    let mut student = Trainable::new(&cfg, &session, &opts.device)?;
     let mut start = 0;
     let mut position = DataPosition::default();
     if let Some(dir) = &resume_from {
-        let state = run_state::restore(
-            dir,
-            &named,
-            &mut optimizer,
-            &frozen.whisper.config,
-            &opts.device,
-        )?;
-        if let Some(m) = cfg.resume_mismatch(&state.config) {
-            bail!(
-                "cannot resume {}: the run was started with different {m}",
-                dir.display()
-            );
-        }
-        if state.train_examples != train_set.len() {
-            bail!(
-                "cannot resume {}: the run had {} training examples, the data now gives {}",
-                dir.display(),
-                state.train_examples,
-                train_set.len()
-            );
-        }
-        start = state.step;
-        position = state.position;
+        (start, position) = student.restore(dir, &cfg, &session, train_set.len(), &opts.device)?;
         tracing::info!("resumed from {} at step {start}", dir.display());
     }
 
@@ -191,13 +133,6 @@ pub fn train(opts: TrainOptions) -> Result<TrainSummary> {
         peak_lr: cfg.lr,
         warmup_steps: cfg.warmup_steps(),
         total_steps: cfg.steps,
-    };
-    let weights = LossWeights {
-        distill: cfg.distill_weight,
-        align: cfg.align_weight,
-        kl: cfg.kl_weight,
-        kl_temperature: cfg.kl_temperature,
-        ..LossWeights::default()
     };
     let val_opts = ValOptions {
         pool: cfg.retrieval_pool,
@@ -211,7 +146,7 @@ pub fn train(opts: TrainOptions) -> Result<TrainSummary> {
     let mut last_val = None;
     if start == 0 {
         last_val = validate_now(
-            &connector,
+            &student.connector,
             &mut session,
             val_set.as_deref(),
             &val_opts,
@@ -230,78 +165,53 @@ pub fn train(opts: TrainOptions) -> Result<TrainSummary> {
     while step < cfg.steps {
         let t_step = Instant::now();
         let lr = schedule.lr(step);
-        let mut grads: Vec<Option<Tensor>> = vec![None; vars.len()];
-        let (mut loss_sum, mut distill_sum, mut align_sum, mut kl_sum) = (0.0, 0.0, 0.0, 0.0);
+        let weights = loss_weights(&cfg, step);
+        let mut grads: Vec<Option<Tensor>> = vec![None; student.vars.len()];
+        let mut sums = LossSums::default();
         for _ in 0..accum {
-            let frozen = &session.frozen;
+            // Steps 1–5: a micro batch, its encoder states, the student, the losses.
             let idx = order.next_batch(cfg.micro_batch);
             let batch: Vec<&Example> = idx.iter().map(|&i| &train_set[i]).collect();
-            let states = Tensor::stack(
-                &batch
-                    .iter()
-                    .map(|e| session.features.states(&e.item.audio))
-                    .collect::<Result<Vec<_>>>()?,
-                0,
+            let l = batch_losses(
+                &student.connector,
+                &session,
+                &batch,
+                replies.as_ref(),
+                weights,
             )?;
-            let teacher = Tensor::stack(
-                &batch.iter().map(|e| e.teacher.clone()).collect::<Vec<_>>(),
-                0,
-            )?;
-            let transcripts = batch
-                .iter()
-                .map(|e| frozen.transcript_embeds(&e.ids))
-                .collect::<Result<Vec<_>>>()?;
-            let out = student::forward(
-                &connector,
-                &frozen.llm,
-                &frozen.prompt,
-                &states,
-                Exec::Autograd,
-            )?;
-            let l = student::losses(&frozen.llm, &out, &teacher, &transcripts, weights)?;
+            // Step 6a: backward, accumulated over the micro batches.
             let g = (&l.total / accum as f64)?.backward()?;
-            accumulate(&mut grads, &g, &vars)?;
-            let mean = |t: &Tensor| -> Result<f64> { Ok(t.mean_all()?.to_scalar::<f32>()? as f64) };
-            loss_sum += l.total.to_scalar::<f32>()? as f64;
-            distill_sum += mean(&l.distill)?;
-            align_sum += mean(&l.align)?;
-            if let Some(k) = &l.kl {
-                kl_sum += mean(k)?;
-            }
+            accumulate(&mut grads, &g, &student.vars)?;
+            sums.add(&l)?;
         }
+        // Step 6b: clip, AdamW.
         let grad_norm = clip_grads(&mut grads, cfg.clip_grad_norm)?;
-        optimizer.step_grads(&grads, lr)?;
+        student.optimizer.step_grads(&grads, lr)?;
         step += 1;
         samples += cfg.batch_size;
-        let a = accum as f64;
-        let loss = loss_sum / a;
+
+        let loss = sums.total / accum as f64;
         if !loss.is_finite() {
             bail!("loss became {loss} at step {step}: lower the learning rate (now {lr:.2e})");
         }
         let sps = samples as f64 / t_run.elapsed().as_secs_f64();
         let mut line = json!({
-            "step": step, "lr": lr, "loss": loss, "distill": distill_sum / a,
-            "align": align_sum / a, "grad_norm": grad_norm,
+            "step": step, "lr": lr, "loss": loss, "grad_norm": grad_norm,
             "epoch": order.position.epoch, "samples_per_s": sps,
             "step_seconds": t_step.elapsed().as_secs_f64(),
         });
-        if cfg.kl_weight > 0.0 {
-            line["kl"] = json!(kl_sum / a);
-        }
+        sums.write_means(&mut line, accum);
         append_metrics(&metrics_path, &line)?;
+        let summary = sums.summary(accum);
         bar.set_message(format!(
-            "training | loss {loss:.3} (distill {:.3}, align {:.3}) | lr {lr:.2e} | {sps:.2} samples/s",
-            distill_sum / a,
-            align_sum / a
+            "training | loss {loss:.3} ({summary}) | lr {lr:.2e} | {sps:.2} samples/s"
         ));
         bar.inc(1);
         if bar.is_hidden() && (step % 10 == 0 || step == start + 1) {
             // No terminal for the bar (nohup, CI): a log line instead.
             tracing::info!(
-                "step {step}/{}: loss {loss:.3} (distill {:.3}, align {:.3}) lr {lr:.2e} {sps:.2} samples/s",
-                cfg.steps,
-                distill_sum / a,
-                align_sum / a
+                "step {step}/{}: loss {loss:.3} ({summary}) lr {lr:.2e} {sps:.2} samples/s",
+                cfg.steps
             );
         }
 
@@ -313,20 +223,13 @@ pub fn train(opts: TrainOptions) -> Result<TrainSummary> {
                 config: cfg.clone(),
                 train_examples: train_set.len(),
             };
-            let dir = run_state::save(
-                &opts.out,
-                &connector,
-                token_table.as_ref(),
-                &optimizer,
-                &names,
-                &state,
-            )?;
+            let dir = student.save(&opts.out, &state)?;
             tracing::info!("checkpoint {}", dir.display());
         }
         if (cfg.val_every > 0 && step % cfg.val_every == 0) || step == cfg.steps {
             bar.suspend(|| -> Result<()> {
                 last_val = validate_now(
-                    &connector,
+                    &student.connector,
                     &mut session,
                     val_set.as_deref(),
                     &val_opts,
@@ -351,6 +254,283 @@ pub fn train(opts: TrainOptions) -> Result<TrainSummary> {
         train_examples: train_set.len(),
         skipped,
     })
+}
+
+/// `--resume`: the newest checkpoint in `out` (an error if there is none);
+/// otherwise `out` must not hold a run already.
+fn resume_point(opts: &TrainOptions) -> Result<Option<PathBuf>> {
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create output directory {}", opts.out.display()))?;
+    if opts.resume {
+        return Ok(Some(run_state::latest(&opts.out).with_context(|| {
+            format!(
+                "--resume: no checkpoint in {}",
+                run_state::checkpoints_dir(&opts.out).display()
+            )
+        })?));
+    }
+    if run_state::latest(&opts.out).is_some() {
+        bail!(
+            "{} already holds a run's checkpoints: pass --resume to continue it, or choose another --out",
+            opts.out.display()
+        );
+    }
+    Ok(None)
+}
+
+/// What trains: the connector (queries, decoder blocks, projection) and its
+/// AdamW state.
+struct Trainable {
+    connector: Connector,
+    named: Vec<(String, candle_core::Var)>,
+    names: Vec<String>,
+    vars: Vec<candle_core::Var>,
+    optimizer: AdamW,
+    /// Whisper's token table, saved with checkpoints (the official layout).
+    token_table: Option<Tensor>,
+}
+
+impl Trainable {
+    fn new(cfg: &TrainConfig, session: &Session, device: &Device) -> Result<Self> {
+        let frozen = &session.frozen;
+        let mut connector = Connector::init(
+            &frozen.whisper,
+            cfg.num_queries,
+            frozen.llm.hidden_size(),
+            cfg.seed,
+            DType::F32,
+            device,
+        )?;
+        if cfg.projection_init == "lstsq" {
+            crate::projection_init::least_squares(&mut connector, frozen)?;
+        }
+        let named = connector.make_trainable()?;
+        let names: Vec<String> = named.iter().map(|(n, _)| n.clone()).collect();
+        let vars: Vec<candle_core::Var> = named.iter().map(|(_, v)| v.clone()).collect();
+        let mut optimizer = AdamW::new(
+            vars.clone(),
+            AdamWParams {
+                weight_decay: cfg.weight_decay,
+                ..AdamWParams::default()
+            },
+        )?;
+        optimizer.lr_scales = lr_scales(&names, cfg);
+        let token_table = frozen
+            .whisper
+            .tensors
+            .get("decoder.embed_tokens.weight")
+            .cloned();
+        Ok(Self {
+            connector,
+            named,
+            names,
+            vars,
+            optimizer,
+            token_table,
+        })
+    }
+
+    /// Weights and AdamW moments from checkpoint `dir`; the step and data
+    /// position to continue from. Refuses a run whose shape-defining config
+    /// or data changed.
+    fn restore(
+        &mut self,
+        dir: &Path,
+        cfg: &TrainConfig,
+        session: &Session,
+        train_examples: usize,
+        device: &Device,
+    ) -> Result<(usize, DataPosition)> {
+        let state = run_state::restore(
+            dir,
+            &self.named,
+            &mut self.optimizer,
+            &session.frozen.whisper.config,
+            device,
+        )?;
+        if let Some(m) = cfg.resume_mismatch(&state.config) {
+            bail!(
+                "cannot resume {}: the run was started with different {m}",
+                dir.display()
+            );
+        }
+        if state.train_examples != train_examples {
+            bail!(
+                "cannot resume {}: the run had {} training examples, the data now gives {train_examples}",
+                dir.display(),
+                state.train_examples
+            );
+        }
+        Ok((state.step, state.position))
+    }
+
+    fn save(&self, out: &Path, state: &TrainerState) -> Result<PathBuf> {
+        run_state::save(
+            out,
+            &self.connector,
+            self.token_table.as_ref(),
+            &self.optimizer,
+            &self.names,
+            state,
+        )
+    }
+}
+
+/// The loss weights of optimizer step `step` (0-based): alignment alone
+/// during the first `align_only_steps`, the configured sum afterwards.
+pub fn loss_weights(cfg: &TrainConfig, step: usize) -> LossWeights {
+    if step < cfg.align_only_steps {
+        return LossWeights {
+            distill: 0.0,
+            align: 1.0,
+            ..LossWeights::default()
+        };
+    }
+    LossWeights {
+        distill: cfg.distill_weight,
+        align: cfg.align_weight,
+        kl: cfg.kl_weight,
+        kl_temperature: cfg.kl_temperature,
+        contrastive: cfg.contrastive_weight,
+        contrastive_temperature: cfg.contrastive_temperature,
+        response_kl: cfg.response_kl_weight,
+        response_kl_temperature: cfg.response_kl_temperature,
+    }
+}
+
+/// The reply-cache settings of a config.
+pub fn reply_spec(cfg: &TrainConfig) -> ReplySpec {
+    ReplySpec {
+        max_tokens: cfg.response_tokens,
+        top_k: cfg.response_top_k,
+        temperature: cfg.response_kl_temperature,
+    }
+}
+
+/// Steps 2–5 for one micro batch: encoder states (cached), the student
+/// (teacher-forced on the cached replies when the response KL is on), and
+/// the weighted losses. With only the alignment loss weighted, the LLM is
+/// not run at all.
+fn batch_losses(
+    connector: &Connector,
+    session: &Session,
+    batch: &[&Example],
+    replies: Option<&ReplyCache>,
+    w: LossWeights,
+) -> Result<student::Losses> {
+    let frozen = &session.frozen;
+    let states = Tensor::stack(
+        &batch
+            .iter()
+            .map(|e| session.features.states(&e.item.audio))
+            .collect::<Result<Vec<_>>>()?,
+        0,
+    )?;
+    let transcripts = batch
+        .iter()
+        .map(|e| frozen.transcript_embeds(&e.ids))
+        .collect::<Result<Vec<_>>>()?;
+    if w.distill == 0.0 && w.kl == 0.0 && w.contrastive == 0.0 && w.response_kl == 0.0 {
+        let virtual_tokens = connector.forward(&states, Exec::Autograd)?;
+        return Ok(student::align_only_losses(
+            &virtual_tokens,
+            &transcripts,
+            w.align,
+        )?);
+    }
+    let teacher = Tensor::stack(
+        &batch.iter().map(|e| e.teacher.clone()).collect::<Vec<_>>(),
+        0,
+    )?;
+    let reply_batch = match replies.filter(|_| w.response_kl > 0.0) {
+        Some(cache) => {
+            let r: Vec<&TeacherReply> = batch
+                .iter()
+                .map(|e| {
+                    cache
+                        .get(&e.item.text)
+                        .with_context(|| format!("no cached teacher reply for {:?}", e.item.text))
+                })
+                .collect::<Result<_>>()?;
+            Some(ReplyBatch::new(&r, &frozen.device)?)
+        }
+        None => None,
+    };
+    let out = student::forward_with_reply(
+        connector,
+        &frozen.llm,
+        &frozen.prompt,
+        &states,
+        reply_batch.as_ref().map(|r| &r.ids),
+        Exec::Autograd,
+    )?;
+    Ok(student::losses_with_replies(
+        &frozen.llm,
+        &out,
+        &teacher,
+        &transcripts,
+        reply_batch.as_ref(),
+        w,
+    )?)
+}
+
+/// Loss sums over a step's micro batches (batch means each), for the
+/// metrics line and the progress message.
+#[derive(Default)]
+struct LossSums {
+    total: f64,
+    distill: f64,
+    align: f64,
+    kl: Option<f64>,
+    contrastive: Option<f64>,
+    response_kl: Option<f64>,
+}
+
+impl LossSums {
+    fn add(&mut self, l: &student::Losses) -> Result<()> {
+        let mean = |t: &Tensor| -> Result<f64> { Ok(t.mean_all()?.to_scalar::<f32>()? as f64) };
+        self.total += l.total.to_scalar::<f32>()? as f64;
+        self.distill += mean(&l.distill)?;
+        self.align += mean(&l.align)?;
+        for (slot, t) in [
+            (&mut self.kl, &l.kl),
+            (&mut self.contrastive, &l.contrastive),
+            (&mut self.response_kl, &l.response_kl),
+        ] {
+            if let Some(t) = t {
+                *slot.get_or_insert(0.0) += mean(t)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_means(&self, line: &mut serde_json::Value, accum: usize) {
+        let a = accum as f64;
+        line["distill"] = json!(self.distill / a);
+        line["align"] = json!(self.align / a);
+        for (k, v) in [
+            ("kl", self.kl),
+            ("contrastive", self.contrastive),
+            ("response_kl", self.response_kl),
+        ] {
+            if let Some(v) = v {
+                line[k] = json!(v / a);
+            }
+        }
+    }
+
+    fn summary(&self, accum: usize) -> String {
+        let a = accum as f64;
+        let mut s = format!(
+            "distill {:.3}, align {:.3}",
+            self.distill / a,
+            self.align / a
+        );
+        if let Some(r) = self.response_kl {
+            s.push_str(&format!(", response KL {:.3}", r / a));
+        }
+        s
+    }
 }
 
 fn validate_now(

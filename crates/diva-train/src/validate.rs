@@ -18,6 +18,8 @@ use crate::metrics;
 use crate::setup::{Example, Frozen};
 use crate::student::{self, LossWeights};
 use crate::teacher_cache::transcript_key;
+use crate::virtual_transcript::NearestToken;
+use diva_eval::wer::WerCounter;
 
 /// Who answers the held-out clips.
 pub enum Student<'a> {
@@ -55,8 +57,22 @@ pub struct ValReport {
     pub reply_clips: usize,
     pub reply_f1: Option<f64>,
     pub reply_f1_mismatched: Option<f64>,
+    /// WER (%) of the virtual transcript (connector only; see
+    /// [`crate::virtual_transcript`]).
+    pub virtual_wer: Option<f64>,
+    /// The first few virtual transcripts, beside their transcripts.
+    pub virtual_samples: Vec<VirtualSample>,
     pub elapsed_s: f64,
 }
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VirtualSample {
+    pub transcript: String,
+    pub virtual_transcript: String,
+}
+
+/// Virtual transcripts kept in a report.
+const VIRTUAL_SAMPLES: usize = 3;
 
 impl ValReport {
     pub fn summary(&self) -> String {
@@ -70,6 +86,9 @@ impl ValReport {
             self.first_token,
             self.first_token_majority
         );
+        if let Some(w) = self.virtual_wer {
+            s.push_str(&format!(" | virtual-transcript WER {w:.1}%"));
+        }
         if let (Some(f), Some(m)) = (self.reply_f1, self.reply_f1_mismatched) {
             s.push_str(&format!(
                 " | reply F1 {f:.3} (mismatched {m:.3}, {} clips)",
@@ -184,6 +203,12 @@ pub fn evaluate(
     let mut align_sum = 0.0;
     let mut prompts: Vec<Tensor> = Vec::new();
     let want_replies = opts.reply_clips.min(n);
+    let nearest = match student {
+        Student::Connector(_) => Some(NearestToken::new(&frozen.llm)?),
+        Student::Cascade(_) => None,
+    };
+    let mut wer = WerCounter::default();
+    let mut virtual_samples = Vec::new();
     let bar = crate::progress::bar(n as u64, "validating");
     for chunk in examples.chunks(opts.batch.max(1)) {
         let teacher = Tensor::stack(
@@ -215,6 +240,22 @@ pub fn evaluate(
                     LossWeights::default(),
                 )?;
                 align_sum += l.align.sum_all()?.to_scalar::<f32>()? as f64;
+                if let Some(near) = &nearest {
+                    for (i, e) in chunk.iter().enumerate() {
+                        let hyp = near.transcript(
+                            &frozen.tokenizer,
+                            &out.virtual_tokens.i(i)?,
+                            e.ids.len(),
+                        )?;
+                        wer.add(&e.item.text, &hyp);
+                        if virtual_samples.len() < VIRTUAL_SAMPLES {
+                            virtual_samples.push(VirtualSample {
+                                transcript: e.item.text.clone(),
+                                virtual_transcript: hyp,
+                            });
+                        }
+                    }
+                }
                 let mut p = Vec::new();
                 for i in 0..chunk.len() {
                     if prompts.len() + p.len() < want_replies {
@@ -323,6 +364,8 @@ pub fn evaluate(
         reply_clips: if want_replies >= 2 { want_replies } else { 0 },
         reply_f1,
         reply_f1_mismatched: reply_mm,
+        virtual_wer: nearest.is_some().then(|| wer.wer()),
+        virtual_samples,
         elapsed_s: t0.elapsed().as_secs_f64(),
     })
 }
