@@ -60,6 +60,8 @@ enum Command {
     Bench(cmd::bench::Cmd),
     /// Distil a connector from (audio, transcript) pairs (the DiVA recipe).
     Train(cmd::train::Args),
+    /// An OpenAI-compatible server: POST /v1/chat/completions with audio.
+    Serve(cmd::serve::Args),
     /// Distillation metrics of a model (or the cascade) on a manifest.
     EvalDistill(cmd::eval_distill::Args),
     /// Build speech corpora with the installed TTS engines.
@@ -112,7 +114,12 @@ fn main() -> std::process::ExitCode {
     keep_freed_memory();
     quiet_exit_on_closed_stdout();
     let cli = Cli::parse();
-    common::init_logging(cli.verbose, cli.quiet);
+    // A server says where it listens and logs one line per request by default.
+    let verbose = match cli.command {
+        Command::Serve(_) => cli.verbose.max(1),
+        _ => cli.verbose,
+    };
+    common::init_logging(verbose, cli.quiet);
     if dense_by_construction(&cli.command) {
         diva_core::cpu_pools::use_one_pool_for_dense_models();
     }
@@ -125,6 +132,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(c) => cmd::bench::run(c),
         Command::Eval(c) => cmd::eval::run(c),
         Command::Train(a) => cmd::train::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
         Command::EvalDistill(a) => cmd::eval_distill::run(a),
         Command::Corpus(c) => cmd::corpus::run(c),
         Command::Data(c) => cmd::data::run(c),

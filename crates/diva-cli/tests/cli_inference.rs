@@ -368,3 +368,42 @@ fn every_inference_help_has_an_example_and_num_queries() {
     );
     assert!(help.contains("[default: 448]"), "{help}");
 }
+
+/// The honest demo's three voices: diva, the teacher (what was said) and the
+/// cascade (what Whisper heard), each a real reply; the teacher's equals a
+/// plain text chat on the same words.
+#[test]
+fn show_teacher_with_the_true_transcript_prints_teacher_and_cascade() {
+    let said = "What is the capital of France?";
+    let o = run(&[
+        "chat",
+        "--json",
+        "--max-tokens",
+        "12",
+        "--audio",
+        &clip(QUESTION),
+        "--show-teacher",
+        "--transcript",
+        said,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let teacher = v["teacher_reply"].as_str().unwrap();
+    assert!(
+        teacher.contains("Paris"),
+        "the teacher answers what was said: {v}"
+    );
+    assert!(!v["cascade_reply"].as_str().unwrap().is_empty(), "{v}");
+    assert!(v["transcript"].as_str().unwrap().contains("folder"), "{v}");
+    assert_ne!(
+        v["cascade_reply"], v["teacher_reply"],
+        "different words, different replies: {v}"
+    );
+    let o = run(&["chat", "--audio", &clip(QUESTION), "--transcript", said]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("--show-teacher"),
+        "{}",
+        text(&o.stderr)
+    );
+}

@@ -1,1 +1,16 @@
-//! diva-serve
+//! `diva serve`: an OpenAI-compatible HTTP server over one loaded
+//! [`diva_core::generate::Assistant`].
+//!
+//! - `api`: the wire format (requests, usage, OpenAI's error body);
+//! - `prepare`: a request → system message, history, last user message with
+//!   its audio decoded, sampling settings (every refusal a 400 naming it);
+//! - `worker`: the thread that owns the model and streams replies back;
+//! - `server`: routes, API key, admission (429 before any audio is decoded),
+//!   JSON and server-sent-event responses, graceful shutdown.
+
+pub mod api;
+pub mod prepare;
+pub mod server;
+pub mod worker;
+
+pub use server::{router, serve, ServeOptions};

@@ -59,6 +59,10 @@ pub struct TrainConfig {
     /// states; 0 (official) disables it.
     pub contrastive_weight: f64,
     pub contrastive_temperature: f64,
+    /// Encoder frames the connector attends to (the first F of Whisper's
+    /// 1500, 20 ms each; 250 = the first 5 s). Recorded in config.json, so
+    /// `diva chat` and evaluation crop the same way. 0 (official): all.
+    pub encoder_frames: usize,
     /// Optimizer steps at the start that train the alignment loss alone (no
     /// LLM forward, so several times cheaper); 0 (official) disables it.
     pub align_only_steps: usize,
@@ -127,6 +131,7 @@ impl TrainConfig {
             contrastive_weight: 0.0,
             contrastive_temperature: 0.1,
             align_only_steps: 0,
+            encoder_frames: 0,
             projection_init: "torch".into(),
             seed: 0,
             checkpoint_every: 100,
@@ -246,6 +251,12 @@ impl TrainConfig {
         if self.contrastive_weight > 0.0 && self.micro_batch < 2 {
             return fail("the contrastive loss compares clips within a micro batch: micro_batch must be at least 2".into());
         }
+        if self.encoder_frames > 1500 {
+            return fail(format!(
+                "encoder_frames must be at most Whisper's 1500 (0: all), got {}",
+                self.encoder_frames
+            ));
+        }
         if self.align_only_steps >= self.steps {
             return fail(format!(
                 "align_only_steps ({}) must be below steps ({}): the distillation never starts otherwise",
@@ -302,6 +313,10 @@ impl TrainConfig {
             (
                 "align_only_steps",
                 self.align_only_steps != saved.align_only_steps,
+            ),
+            (
+                "encoder_frames",
+                self.encoder_frames != saved.encoder_frames,
             ),
         ];
         let bad: Vec<&str> = pairs.iter().filter(|(_, d)| *d).map(|(n, _)| *n).collect();

@@ -304,6 +304,7 @@ impl Trainable {
         if cfg.projection_init == "lstsq" {
             crate::projection_init::least_squares(&mut connector, frozen)?;
         }
+        connector.encoder_frames = (cfg.encoder_frames > 0).then_some(cfg.encoder_frames);
         let named = connector.make_trainable()?;
         let names: Vec<String> = named.iter().map(|(n, _)| n.clone()).collect();
         let vars: Vec<candle_core::Var> = named.iter().map(|(_, v)| v.clone()).collect();

@@ -27,6 +27,40 @@ const EXAMPLES: &str = "Examples:
   diva chat --model DiVA-llama-3-v0-8b/ --llm Meta-Llama-3-8B-Instruct.Q4_K_M.gguf \\
       --whisper whisper-large-v3/ --dtype f16 --audio question.wav";
 
+/// Which model parts to load: the same flags in `diva chat` and `diva serve`.
+#[derive(clap::Args)]
+pub struct ModelArgs {
+    /// A DiVA checkpoint directory (official layout). Default: the shipped
+    /// model (`models/diva-tiny`, or $DIVA_MODEL); without one, tiny.en +
+    /// SmolLM2 with an UNTRAINED connector.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// LLM: a fetched name (smollm2), a .gguf file, an HF directory or a hub
+    /// id. Overrides the checkpoint's `reference_decoder`.
+    #[arg(long)]
+    pub llm: Option<String>,
+    /// Whisper: a fetched name (tiny.en, base), a local directory or a hub id.
+    /// Overrides the checkpoint's `reference_encoder`.
+    #[arg(long)]
+    pub whisper: Option<String>,
+    /// Baseline: transcribe with Whisper and send the text to the LLM.
+    #[arg(long)]
+    pub cascade: bool,
+    /// Use a freshly initialised (untrained) connector even when a trained
+    /// default model is available.
+    #[arg(long, conflicts_with = "model")]
+    pub untrained: bool,
+    /// Queries (virtual tokens) of the untrained connector.
+    #[arg(long, visible_alias = "queries", default_value_t = 448)]
+    pub num_queries: usize,
+    #[command(flatten)]
+    pub device: DeviceArg,
+    /// Compute dtype of the Whisper encoder and the connector (f16 halves
+    /// their memory); on CUDA also of the (then dense) LLM.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: Precision,
+}
+
 #[derive(clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
@@ -34,41 +68,24 @@ pub struct Args {
     /// used), or `-` to read the audio file from stdin.
     #[arg(long)]
     audio: PathBuf,
-    /// A DiVA checkpoint directory (official layout). Default: the shipped
-    /// model (`models/diva-tiny`, or $DIVA_MODEL); without one, tiny.en +
-    /// SmolLM2 with an UNTRAINED connector.
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// LLM: a fetched name (smollm2), a .gguf file, an HF directory or a hub
-    /// id. Overrides the checkpoint's `reference_decoder`.
-    #[arg(long)]
-    llm: Option<String>,
-    /// Whisper: a fetched name (tiny.en, base), a local directory or a hub id.
-    /// Overrides the checkpoint's `reference_encoder`.
-    #[arg(long)]
-    whisper: Option<String>,
     /// A text instruction to go with the audio (placed in the system slot).
     #[arg(long)]
     prompt: Option<String>,
-    /// Baseline: transcribe with Whisper and send the text to the LLM.
-    #[arg(long)]
-    cascade: bool,
-    /// Also print the LLM's reply to the Whisper transcript.
+    /// Also print the LLM's reply to the Whisper transcript (the teacher, as
+    /// far as Whisper heard right; with --transcript, the cascade beside the
+    /// teacher).
     #[arg(long)]
     show_teacher: bool,
+    /// What was really said. With --show-teacher the teacher answers this
+    /// text and the cascade (Whisper's transcript → LLM) is printed beside it.
+    #[arg(long, requires = "show_teacher")]
+    transcript: Option<String>,
     /// Further turns of the same conversation, in order: an audio file (sent
     /// as audio, or transcribed under --cascade) or text. The KV cache carries
     /// over, so earlier turns are not recomputed. An argument that looks like
     /// a file (an audio extension, or a path) but does not exist is an error.
     #[arg(long = "then")]
     then: Vec<String>,
-    /// Use a freshly initialised (untrained) connector even when a trained
-    /// default model is available.
-    #[arg(long, conflicts_with = "model")]
-    untrained: bool,
-    /// Queries (virtual tokens) of the untrained connector.
-    #[arg(long, visible_alias = "queries", default_value_t = 448)]
-    num_queries: usize,
     /// Print time to first token and decode speed after each reply, on
     /// stderr (also with -q: it was asked for).
     #[arg(long)]
@@ -77,11 +94,7 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    device: DeviceArg,
-    /// Compute dtype of the Whisper encoder and the connector (f16 halves
-    /// their memory); on CUDA also of the (then dense) LLM.
-    #[arg(long, value_enum, default_value = "f32")]
-    dtype: Precision,
+    pub models: ModelArgs,
     #[command(flatten)]
     sampling: SamplingArgs,
 }
@@ -151,7 +164,12 @@ fn audio_input(p: &Path) -> Result<Audio> {
 
 /// Resolve the model parts: `--whisper`/`--llm` override the checkpoint's
 /// references, which are only resolved when not overridden.
-fn options(a: &Args, device: candle_core::Device) -> Result<AssistantOptions> {
+pub fn options(
+    a: &ModelArgs,
+    transcriber: bool,
+    instruction: Option<String>,
+) -> Result<AssistantOptions> {
+    let device = a.device.open()?;
     if let Some(l) = &a.llm {
         common::check_llm_path("--llm", l)?;
     }
@@ -203,8 +221,8 @@ fn options(a: &Args, device: candle_core::Device) -> Result<AssistantOptions> {
         whisper,
         llm,
         connector,
-        transcriber: a.cascade || a.show_teacher,
-        instruction: a.prompt.clone(),
+        transcriber: transcriber || a.cascade,
+        instruction,
         dtype: a.dtype.into(),
         device,
     })
@@ -298,14 +316,14 @@ fn answer(
 pub fn run(a: Args) -> Result<ExitCode> {
     // Everything that can be refused is refused before a model loads.
     let params = a.sampling.params()?;
-    let device = a.device.open()?;
+    a.models.device.open()?;
     let turns: Vec<Input> = a
         .then
         .iter()
         .map(|t| then_input(t))
         .collect::<Result<_>>()?;
     let first = audio_input(&a.audio)?;
-    let opts = options(&a, device)?;
+    let opts = options(&a.models, a.show_teacher, a.prompt.clone())?;
     let t_load = Instant::now();
     let s = Assistant::load(&opts)?;
     tracing::info!(
@@ -314,7 +332,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         s.prefix_tokens()
     );
 
-    let needs_transcript = a.cascade || a.show_teacher;
+    let needs_transcript = a.models.cascade || a.show_teacher;
     let mut report = serde_json::json!({ "audio": a.audio });
     // --show-teacher prints the transcript first, then DiVA's reply.
     let teacher_transcript = if a.show_teacher && s.hears_audio() {
@@ -370,16 +388,23 @@ pub fn run(a: Args) -> Result<ExitCode> {
             serde_json::json!(matches!(opts.connector, ConnectorSource::Untrained { .. }));
     }
     if let Some(t) = teacher_transcript {
-        let text = Input::Text(t);
-        let out = answer(
-            &s,
-            &mut s.conversation(),
-            &text,
-            &a,
-            &params,
-            Some("teacher"),
-        )?;
-        report["teacher_reply"] = serde_json::json!(out.reply.generation.text);
+        // The teacher hears what was said; the cascade what Whisper heard.
+        // Without --transcript they are one and the same run.
+        let mut replies = vec![(a.transcript.clone().unwrap_or_else(|| t.clone()), "teacher")];
+        if a.transcript.is_some() {
+            replies.push((t, "cascade"));
+        }
+        for (text, who) in replies {
+            let out = answer(
+                &s,
+                &mut s.conversation(),
+                &Input::Text(text),
+                &a,
+                &params,
+                Some(who),
+            )?;
+            report[format!("{who}_reply")] = serde_json::json!(out.reply.generation.text);
+        }
     }
     if a.json {
         outln!("{}", serde_json::to_string(&report)?)?;

@@ -10,5 +10,6 @@ pub mod eval_distill;
 pub mod export;
 pub mod generate;
 pub mod models;
+pub mod serve;
 pub mod train;
 pub mod transcribe;

@@ -67,10 +67,30 @@ pub struct Assistant {
     device: Device,
 }
 
-/// One conversation's state: the KV cache after its last reply.
+/// One conversation's state: the KV cache after its last reply, and its
+/// own template split when it has its own system message.
 pub struct Conversation {
     cache: KvCache,
     turns: usize,
+    split: Option<PromptSplit>,
+}
+
+/// One piece of a user message, in order: audio becomes virtual tokens, text
+/// its token embeddings, and the pieces are concatenated in the user slot.
+#[derive(Debug, Clone, Copy)]
+pub enum Part<'a> {
+    Audio(&'a [f32]),
+    Text(&'a str),
+}
+
+/// A user message's embeddings, ready for the template.
+pub struct UserInput {
+    /// `[1, m, d_llm]`
+    pub middle: Tensor,
+    /// Seconds spent on audio → virtual tokens.
+    pub input_seconds: f64,
+    /// Virtual tokens among the `m` (OpenAI's `audio_tokens`).
+    pub audio_tokens: usize,
 }
 
 impl Conversation {
@@ -186,7 +206,103 @@ impl Assistant {
         Conversation {
             cache: self.prefix_kv.clone(),
             turns: 0,
+            split: None,
         }
+    }
+
+    /// A new conversation under its own system message (a request's own
+    /// instruction): the template is split again and its prefix computed for
+    /// this conversation only.
+    pub fn conversation_with_system(&self, system: &str) -> Result<Conversation> {
+        let split = PromptSplit::from_template(&self.tokenizer, Some(system))?;
+        Ok(Conversation {
+            cache: split.prefix_cache(&self.llm)?,
+            turns: 0,
+            split: Some(split),
+        })
+    }
+
+    /// The embeddings of a user message made of `parts`.
+    pub fn user_input(&self, parts: &[Part]) -> Result<UserInput> {
+        let t0 = Instant::now();
+        let mut pieces = Vec::with_capacity(parts.len());
+        let mut audio_tokens = 0;
+        for p in parts {
+            match p {
+                Part::Audio(pcm) => {
+                    let v = self.virtual_tokens(pcm)?;
+                    audio_tokens += v.dim(1)?;
+                    pieces.push(v.to_dtype(self.llm.dtype)?);
+                }
+                Part::Text(t) => {
+                    let ids = self.tokenizer.encode(t, false)?;
+                    if !ids.is_empty() {
+                        pieces.push(self.llm.embed_ids(&ids)?);
+                    }
+                }
+            }
+        }
+        if pieces.is_empty() {
+            return Err(Error::Config("a user message needs text or audio".into()));
+        }
+        Ok(UserInput {
+            middle: Tensor::cat(&pieces, 1)?,
+            input_seconds: if audio_tokens > 0 {
+                t0.elapsed().as_secs_f64()
+            } else {
+                0.0
+            },
+            audio_tokens,
+        })
+    }
+
+    /// Answer a user message of `parts`, streaming into `sink`.
+    pub fn reply_parts(
+        &self,
+        conv: &mut Conversation,
+        input: &UserInput,
+        params: &SamplingParams,
+        sink: impl FnMut(&str) -> std::io::Result<()>,
+    ) -> Result<Reply> {
+        self.answer(conv, &input.middle, input.input_seconds, params, sink)
+    }
+
+    /// An earlier user message of the history: into the cache, no reply
+    /// generated (the history's assistant message follows with
+    /// [`Self::push_reply`]).
+    pub fn prefill(&self, conv: &mut Conversation, input: &UserInput) -> Result<()> {
+        let prompt = self.turn_prompt(conv, &input.middle)?;
+        self.llm.forward_embeds(
+            &prompt,
+            None,
+            Some(&mut conv.cache),
+            crate::models::Exec::Fused,
+        )?;
+        conv.turns += 1;
+        Ok(())
+    }
+
+    /// An earlier assistant reply of the history, as if it had been generated.
+    pub fn push_reply(&self, conv: &mut Conversation, text: &str) -> Result<()> {
+        let ids = self.tokenizer.encode(text, false)?;
+        if !ids.is_empty() {
+            self.llm.forward_embeds(
+                &self.llm.embed_ids(&ids)?,
+                None,
+                Some(&mut conv.cache),
+                crate::models::Exec::Fused,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn turn_prompt(&self, conv: &Conversation, middle: &Tensor) -> Result<Tensor> {
+        let split = conv.split.as_ref().unwrap_or(&self.split);
+        Ok(if conv.turns == 0 {
+            split.after_prefix(&self.llm, middle)?
+        } else {
+            split.next_turn(&self.llm, middle)?
+        })
     }
 
     /// Tokens of the cached template prefix.
@@ -265,11 +381,7 @@ impl Assistant {
         params: &SamplingParams,
         sink: impl FnMut(&str) -> std::io::Result<()>,
     ) -> Result<Reply> {
-        let prompt = if conv.turns == 0 {
-            self.split.after_prefix(&self.llm, middle)?
-        } else {
-            self.split.next_turn(&self.llm, middle)?
-        };
+        let prompt = self.turn_prompt(conv, middle)?;
         let g = TextGenerator::new(&self.llm, &self.tokenizer);
         let generation = g.try_generate_embeds(&prompt, &mut conv.cache, params, sink)?;
         conv.turns += 1;

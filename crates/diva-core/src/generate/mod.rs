@@ -6,7 +6,9 @@ pub mod llm;
 pub mod sampling;
 pub mod transcribe;
 
-pub use assistant::{Assistant, AssistantOptions, ConnectorSource, Conversation, Reply};
+pub use assistant::{
+    Assistant, AssistantOptions, ConnectorSource, Conversation, Part, Reply, UserInput,
+};
 pub use llm::{Generation, StopReason, TextGenerator};
 pub use sampling::{Sampler, SamplingParams};
 pub use transcribe::{TranscribeOptions, Transcriber, Transcript};

@@ -127,7 +127,27 @@ pub fn load_connector(
         queries: to(queries)?,
         decoder,
         projection: Linear::new(to(proj_w.t()?.contiguous()?)?, Some(to(proj_b)?)),
+        encoder_frames: encoder_frames(dir)?,
     })
+}
+
+/// `encoder_frames` of a checkpoint's config.json (diva's encoder-state
+/// cropping); `None` when absent, as in the official checkpoints.
+pub fn encoder_frames(dir: &Path) -> Result<Option<usize>> {
+    if !dir.join("config.json").is_file() {
+        return Ok(None);
+    }
+    let cfg = DivaConfig::read(dir)?;
+    match cfg.extra.get("encoder_frames") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(f) if f >= 1 => Ok(Some(f as usize)),
+            _ => Err(Error::model(
+                &dir.join("config.json"),
+                format!("encoder_frames must be a positive integer, got {v}"),
+            )),
+        },
+    }
 }
 
 /// The official tensors of a connector. `token_table` is the Whisper
@@ -229,7 +249,14 @@ pub fn save_as(
     let tmp = dir.join(".model.safetensors.tmp");
     candle_core::safetensors::save(&tensors, &tmp)?;
     let cfg_tmp = dir.join(".config.json.tmp");
-    let json = serde_json::to_string_pretty(config).map_err(|e| Error::Config(e.to_string()))?;
+    // The connector's cropping is part of what the weights mean: written from
+    // the connector itself, so config and weights cannot disagree.
+    let mut config = config.clone();
+    match c.encoder_frames {
+        Some(f) => config.extra.insert("encoder_frames".into(), f.into()),
+        None => config.extra.remove("encoder_frames"),
+    };
+    let json = serde_json::to_string_pretty(&config).map_err(|e| Error::Config(e.to_string()))?;
     std::fs::write(&cfg_tmp, json)
         .map_err(|e| Error::io(format!("cannot write {}", cfg_tmp.display()), e))?;
     std::fs::rename(&tmp, dir.join("model.safetensors"))

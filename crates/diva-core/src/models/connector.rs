@@ -23,6 +23,11 @@ pub struct Connector {
     pub decoder: WhisperDecoder,
     /// torch layout: weight `[d_llm, d_whisper]`, bias `[d_llm]`.
     pub projection: Linear,
+    /// Attend to the first F encoder frames only (20 ms each) instead of all
+    /// 1500 of the 30 s window: `encoder_frames` in config.json, `None` (the
+    /// official connector) when absent. The cropping lives here so training,
+    /// `diva chat` and evaluation apply the same one.
+    pub encoder_frames: Option<usize>,
 }
 
 impl Connector {
@@ -70,7 +75,19 @@ impl Connector {
             queries: to(queries)?,
             decoder,
             projection: Linear::new(to(w)?, Some(to(b)?)),
+            encoder_frames: None,
         })
+    }
+
+    /// The encoder states this connector attends to: the first
+    /// [`Self::encoder_frames`] frames, or all of them.
+    /// (A view: `narrow` copies nothing.)
+    pub fn crop(&self, encoder_states: &Tensor) -> Result<Tensor> {
+        let t = encoder_states.dim(1)?;
+        match self.encoder_frames {
+            Some(f) if f < t => encoder_states.narrow(1, 0, f),
+            _ => Ok(encoder_states.clone()),
+        }
     }
 
     /// Encoder states `[b, T, d_whisper]` → virtual tokens `[b, N, d_llm]`.
@@ -82,7 +99,7 @@ impl Connector {
             .unsqueeze(0)?
             .broadcast_as((b, n, self.queries.dim(1)?))?
             .contiguous()?;
-        let mut cache = self.decoder.new_cache(encoder_states)?;
+        let mut cache = self.decoder.new_cache(&self.crop(encoder_states)?)?;
         let h = self.decoder.forward_embeds(&x, &mut cache, exec)?;
         self.projection.forward(&h)
     }

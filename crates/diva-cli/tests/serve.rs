@@ -1,0 +1,229 @@
+//! `diva serve` driven by the official `openai` Python client (the test
+//! command installs it: tools/client/setup-venv), and by raw HTTP for what a
+//! client library hides (SSE framing, the error body, /health).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn diva_home() -> PathBuf {
+    std::env::var_os("DIVA_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/diva"))
+}
+
+fn clip(rel: &str) -> String {
+    let p = diva_home().join("data").join(rel);
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/fetch-data",
+        p.display()
+    );
+    p.display().to_string()
+}
+
+/// The client venv's python: tools/client/setup-venv (run by scripts/test).
+fn client_python() -> PathBuf {
+    let out = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tools/client/setup-venv"
+    ))
+    .stderr(Stdio::inherit())
+    .output()
+    .expect("run tools/client/setup-venv");
+    assert!(out.status.success(), "tools/client/setup-venv failed");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `diva serve --port 0 …` and wait for its "listening on" line.
+fn start(extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_diva"))
+        .args(["serve", "--port", "0"])
+        .args(extra)
+        .env_remove("DIVA_API_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn diva serve");
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let addr = loop {
+        let mut line = String::new();
+        if err.read_line(&mut line).unwrap() == 0 {
+            panic!("diva serve exited before listening:\n{seen}");
+        }
+        seen.push_str(&line);
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = err.read_to_string(&mut sink);
+    });
+    Server { child, addr }
+}
+
+/// One HTTP/1.1 request on a fresh connection; the whole response as text.
+fn http(addr: &str, req: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn post(addr: &str, path: &str, body: &str, headers: &str) -> String {
+    http(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{headers}\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+fn chat_reply(audio: &str, max_tokens: &str) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_diva"))
+        .args([
+            "chat",
+            "--json",
+            "--audio",
+            audio,
+            "--max-tokens",
+            max_tokens,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["reply"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn the_official_openai_client_talks_to_diva_serve() {
+    let python = client_python();
+    let audio = clip("asterisk/sounds/vm-savefolder.wav");
+    let server = start(&["--api-key", "k3y", "--max-queue", "0", "--max-body-mb", "1"]);
+    let o = Command::new(&python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/serve_client.py"
+        ))
+        .args([&format!("http://{}", server.addr), "k3y", &audio])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "client script failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+
+    // Parity: the server's greedy reply is `diva chat`'s for the same clip.
+    let reply = v["reply"].as_str().unwrap();
+    assert!(!reply.is_empty());
+    assert_eq!(reply, chat_reply(&audio, "24"), "server vs diva chat");
+    // Streaming reassembles to the same reply, one id, role first, a finish
+    // reason, and the usage chunk at the end.
+    assert_eq!(v["stream_reply"], v["reply"], "{v}");
+    assert!(v["stream_chunks"].as_u64().unwrap() > 1, "{v}");
+    assert_eq!(v["stream_ids"], 1);
+    assert_eq!(v["stream_roles"], serde_json::json!(["assistant"]));
+    assert_eq!(v["stream_finishes"].as_array().unwrap().len(), 1);
+    assert_eq!(v["stream_usage"], v["usage"], "{v}");
+    let u = &v["usage"];
+    assert_eq!(u["completion_tokens"], 24, "max_tokens 24 is reached: {u}");
+    assert_eq!(v["finish_reason"], "length");
+    // The shipped model's 32 virtual tokens are counted as audio tokens.
+    assert_eq!(u["prompt_tokens_details"]["audio_tokens"], 32, "{u}");
+    assert_eq!(
+        u["total_tokens"].as_u64().unwrap(),
+        u["prompt_tokens"].as_u64().unwrap() + 24
+    );
+    assert!(
+        v["audio_url_reply"] == v["reply"],
+        "vLLM's audio_url part: {v}"
+    );
+    assert!(v["text_reply"].as_str().unwrap().contains("Paris"), "{v}");
+    assert_eq!(v["models"], serde_json::json!(["diva"]));
+
+    let e = &v["errors"];
+    assert_eq!(e["401"]["class"], "AuthenticationError", "{e}");
+    assert_eq!(e["400"]["class"], "BadRequestError", "{e}");
+    assert!(
+        e["400"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("messages[0].content[0]"),
+        "{e}"
+    );
+    assert_eq!(e["413"]["status"], 413, "{e}");
+    assert_eq!(e["429"]["class"], "RateLimitError", "{e}");
+}
+
+#[test]
+fn raw_http_errors_use_openais_body_and_health_stays_up() {
+    let server = start(&["--max-body-mb", "1"]);
+    let health = http(
+        &server.addr,
+        "GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    );
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    for (body, want) in [
+        ("{not json", "not a chat-completions request"),
+        (r#"{"messages": []}"#, "last message must be the user's"),
+        (
+            r#"{"messages": [{"role":"user","content":"hi"}], "n": 3}"#,
+            "n = 3",
+        ),
+        (
+            r#"{"messages": [{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}"#,
+            "unsupported content type",
+        ),
+    ] {
+        let r = post(&server.addr, "/v1/chat/completions", body, "");
+        assert!(r.starts_with("HTTP/1.1 400"), "{body}: {r}");
+        let json = &r[r.find("\r\n\r\n").unwrap() + 4..];
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(want),
+            "{v}"
+        );
+    }
+    // SSE framing of a text request: data lines, the role first, [DONE] last.
+    let r = post(
+        &server.addr,
+        "/v1/chat/completions",
+        r#"{"stream": true, "max_tokens": 3, "messages": [{"role":"user","content":"Hi"}]}"#,
+        "",
+    );
+    assert!(r.contains("content-type: text/event-stream"), "{r}");
+    let data: Vec<&str> = r.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    assert_eq!(*data.last().unwrap(), "[DONE]", "{r}");
+    let first: serde_json::Value = serde_json::from_str(data[0]).unwrap();
+    assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
+    assert_eq!(first["object"], "chat.completion.chunk");
+    let health = http(
+        &server.addr,
+        "GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    );
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+}

@@ -1,0 +1,346 @@
+//! The HTTP side: routes, authentication, admission, and the OpenAI response
+//! shapes (one JSON body, or server-sent `chat.completion.chunk` events).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use diva_core::generate::Assistant;
+use futures_util::{stream, StreamExt};
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+use crate::api::{ApiError, ChatRequest};
+use crate::prepare::prepare;
+use crate::worker::{self, Event, Job};
+
+/// How `diva serve` runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub addr: SocketAddr,
+    /// Required as `Authorization: Bearer <key>` when set.
+    pub api_key: Option<String>,
+    /// The name `/v1/models` lists (any `model` in a request is accepted).
+    pub model_id: String,
+    /// Requests that may wait while one runs; more get 429.
+    pub max_queue: usize,
+    pub max_body_bytes: usize,
+}
+
+struct AppState {
+    jobs: mpsc::SyncSender<Job>,
+    admission: Arc<Semaphore>,
+    opts: ServeOptions,
+    draining: AtomicBool,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut r = (status, Json(self.body())).into_response();
+        if self.status == 429 {
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+        }
+        r
+    }
+}
+
+/// The router over a worker that owns `assistant` (tests call this with
+/// their own listener).
+pub fn router(assistant: Assistant, opts: ServeOptions) -> (Router, Arc<DrainHandle>) {
+    // The semaphore bounds admission; the channel itself never fills.
+    let (tx, rx) = mpsc::sync_channel::<Job>(opts.max_queue + 1);
+    std::thread::Builder::new()
+        .name("diva-worker".into())
+        .spawn(move || worker::run(assistant, rx))
+        .expect("spawn the model thread");
+    let state = Arc::new(AppState {
+        jobs: tx,
+        admission: Arc::new(Semaphore::new(opts.max_queue + 1)),
+        draining: AtomicBool::new(false),
+        opts: opts.clone(),
+    });
+    let handle = Arc::new(DrainHandle(state.clone()));
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/v1/models", get(models))
+        .route("/v1/chat/completions", post(chat))
+        .layer(DefaultBodyLimit::max(opts.max_body_bytes))
+        .with_state(state);
+    (app, handle)
+}
+
+/// Lets the caller mark the server as draining (`/health` answers 503).
+pub struct DrainHandle(Arc<AppState>);
+
+impl DrainHandle {
+    pub fn drain(&self) {
+        self.0.draining.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Listen on `opts.addr` until SIGTERM or Ctrl-C, then finish in-flight
+/// requests and return.
+pub async fn serve(assistant: Assistant, opts: ServeOptions) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(opts.addr)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {}: {e} (is the port in use? choose another with --port)",
+                opts.addr
+            )
+        })?;
+    let local = listener.local_addr()?;
+    let (app, handle) = router(assistant, opts);
+    tracing::info!(
+        "listening on http://{local} (POST /v1/chat/completions, GET /v1/models, GET /health)"
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            handle.drain();
+            tracing::info!("shutting down: finishing requests in flight");
+        })
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+async fn health(State(s): State<Arc<AppState>>) -> Response {
+    if s.draining.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "draining"})),
+        )
+            .into_response();
+    }
+    Json(json!({"status": "ok"})).into_response()
+}
+
+fn authorized(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(key) = &s.opts.api_key else {
+        return Ok(());
+    };
+    let sent = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if sent == Some(key.as_str()) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized())
+    }
+}
+
+async fn models(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = authorized(&s, &headers) {
+        return e.into_response();
+    }
+    Json(json!({
+        "object": "list",
+        "data": [{"id": s.opts.model_id, "object": "model", "created": 0, "owned_by": "diva"}],
+    }))
+    .into_response()
+}
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn completion_id() -> String {
+    use std::sync::atomic::AtomicU64;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("chatcmpl-{:x}{:08x}{n:x}", now_s(), nanos)
+}
+
+async fn chat(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let t0 = Instant::now();
+    let r = chat_inner(&s, &headers, body).await;
+    let status = match &r {
+        Ok(resp) => resp.status().as_u16(),
+        Err(e) => e.status,
+    };
+    tracing::info!(
+        "POST /v1/chat/completions {status} in {:.3}s",
+        t0.elapsed().as_secs_f64()
+    );
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn chat_inner(
+    s: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    authorized(s, headers)?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(s.opts.max_body_bytes)
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {e}"), None)
+        }
+    })?;
+    // Admission before any audio is decoded: a full queue costs nothing.
+    let permit = s
+        .admission
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::busy(s.opts.max_queue))?;
+    let request = tokio::task::spawn_blocking(move || {
+        let req: ChatRequest = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(
+                format!("the body is not a chat-completions request: {e}"),
+                None,
+            )
+        })?;
+        prepare(req)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("request preparation failed: {e}")))??;
+    let (stream, include_usage) = (request.stream, request.include_usage);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    s.jobs
+        .send(Job {
+            request,
+            events: tx,
+            permit,
+        })
+        .map_err(|_| ApiError::internal("the model thread has stopped"))?;
+    let id = completion_id();
+    let created = now_s();
+    let model = s.opts.model_id.clone();
+    if stream {
+        Ok(stream_response(rx, id, created, model, include_usage))
+    } else {
+        collect_response(rx, id, created, model).await
+    }
+}
+
+async fn collect_response(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    id: String,
+    created: u64,
+    model: String,
+) -> Result<Response, ApiError> {
+    let mut text = String::new();
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            Event::Token(t) => text.push_str(&t),
+            Event::Error(e) => return Err(e),
+            Event::Done {
+                finish_reason,
+                usage,
+                ..
+            } => {
+                return Ok(Json(json!({
+                    "id": id, "object": "chat.completion", "created": created, "model": model,
+                    "choices": [{
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": finish_reason,
+                    }],
+                    "usage": usage,
+                }))
+                .into_response())
+            }
+        }
+    }
+    Err(ApiError::internal(
+        "the model thread ended the request without a reply",
+    ))
+}
+
+fn stream_response(
+    rx: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    id: String,
+    created: u64,
+    model: String,
+    include_usage: bool,
+) -> Response {
+    let chunk = {
+        let (id, model) = (id.clone(), model.clone());
+        move |delta: serde_json::Value, finish: Option<&str>| {
+            SseEvent::default().data(
+                json!({
+                    "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                })
+                .to_string(),
+            )
+        }
+    };
+    let first = chunk(json!({"role": "assistant", "content": ""}), None);
+    let events = UnboundedReceiverStream::new(rx).map(move |ev| -> Vec<SseEvent> {
+        match ev {
+            Event::Token(t) => vec![chunk(json!({"content": t}), None)],
+            Event::Error(e) => vec![SseEvent::default().data(e.body().to_string()), done()],
+            Event::Done {
+                finish_reason,
+                usage,
+                ..
+            } => {
+                let mut v = vec![chunk(json!({}), Some(finish_reason))];
+                if include_usage {
+                    v.push(
+                        SseEvent::default().data(
+                            json!({
+                                "id": id, "object": "chat.completion.chunk", "created": created,
+                                "model": model, "choices": [], "usage": usage,
+                            })
+                            .to_string(),
+                        ),
+                    );
+                }
+                v.push(done());
+                v
+            }
+        }
+    });
+    let all = stream::iter([vec![first]])
+        .chain(events)
+        .flat_map(|v| stream::iter(v.into_iter().map(Ok::<_, Infallible>)));
+    Sse::new(all)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
+        .into_response()
+}
+
+fn done() -> SseEvent {
+    SseEvent::default().data("[DONE]")
+}
