@@ -163,6 +163,17 @@ fn the_official_openai_client_talks_to_diva_serve() {
     );
     assert!(v["text_reply"].as_str().unwrap().contains("Paris"), "{v}");
     assert_eq!(v["models"], serde_json::json!(["diva"]));
+    // Transcription: the text `diva transcribe` prints; SRT and verbose JSON.
+    let o = Command::new(env!("CARGO_BIN_EXE_diva"))
+        .args(["transcribe", &audio])
+        .output()
+        .unwrap();
+    let cli = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(v["transcription"].as_str().unwrap(), cli.trim(), "{v}");
+    let srt = v["transcription_srt"].as_str().unwrap();
+    assert!(srt.starts_with("1\n00:00:00,000 --> 00:00:0"), "{srt}");
+    assert!(srt.contains(cli.trim()), "{srt}");
+    assert!(v["transcription_duration"].as_f64().unwrap() > 1.0, "{v}");
 
     let e = &v["errors"];
     assert_eq!(e["401"]["class"], "AuthenticationError", "{e}");
@@ -176,6 +187,31 @@ fn the_official_openai_client_talks_to_diva_serve() {
     );
     assert_eq!(e["413"]["status"], 413, "{e}");
     assert_eq!(e["429"]["class"], "RateLimitError", "{e}");
+    assert_eq!(e["language"]["class"], "BadRequestError", "{e}");
+    assert!(
+        e["language"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("English-only"),
+        "{e}"
+    );
+
+    // Prometheus: requests by status, latency histograms with buckets, tokens.
+    let m = http(
+        &server.addr,
+        "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    );
+    for want in [
+        "diva_requests_total{route=\"/v1/chat/completions\",status=\"200\"}",
+        "diva_requests_total{route=\"/v1/chat/completions\",status=\"429\"}",
+        "diva_time_to_first_token_seconds_bucket{le=\"0.5\"}",
+        "diva_request_duration_seconds_bucket{route=\"/v1/audio/transcriptions\",le=\"1\"}",
+        "diva_generated_tokens_total",
+        "diva_audio_tokens_total",
+        "diva_queue_length",
+    ] {
+        assert!(m.contains(want), "/metrics lacks {want}:\n{m}");
+    }
 }
 
 #[test]

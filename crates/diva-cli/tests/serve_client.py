@@ -58,6 +58,15 @@ out["audio_url_reply"] = r.choices[0].message.content
 
 out["models"] = [m.id for m in client.models.list().data]
 
+with open(audio, "rb") as f:
+    out["transcription"] = client.audio.transcriptions.create(model="whisper-1", file=f).text
+with open(audio, "rb") as f:
+    out["transcription_srt"] = client.audio.transcriptions.create(
+        model="whisper-1", file=f, response_format="srt")
+with open(audio, "rb") as f:
+    v = client.audio.transcriptions.create(model="whisper-1", file=f, response_format="verbose_json")
+    out["transcription_duration"] = v.duration
+
 
 def error_of(fn):
     try:
@@ -75,6 +84,10 @@ junk = [{"role": "user", "content": [{"type": "input_audio", "input_audio": {
 errors["400"] = error_of(lambda: client.chat.completions.create(model="diva", messages=junk))
 huge = [{"role": "user", "content": [{"type": "input_audio", "input_audio": {
     "data": "A" * 2_000_000, "format": "wav"}}]}]
+def french():
+    with open(audio, "rb") as f:
+        client.audio.transcriptions.create(model="whisper-1", file=f, language="fr")
+errors["language"] = error_of(french)
 errors["413"] = error_of(lambda: client.chat.completions.create(model="diva", messages=huge))
 
 # A full queue: one long reply runs (the server admits one at a time in this

@@ -150,7 +150,7 @@ impl ApiError {
         Self {
             status: 429,
             message: format!(
-                "the server is busy ({queue} requests waiting, the most `--max-queue` allows): retry later"
+                "the server is busy: one request is being answered and {queue} are waiting, the most `diva serve --max-queue` allows; retry later"
             ),
             kind: "rate_limit_error",
             param: None,

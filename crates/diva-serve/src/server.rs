@@ -8,8 +8,9 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -23,7 +24,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::api::{ApiError, ChatRequest};
 use crate::prepare::prepare;
-use crate::worker::{self, Event, Job};
+use crate::worker::{self, Event, Job, Work};
 
 /// How `diva serve` runs.
 #[derive(Debug, Clone)]
@@ -43,6 +44,33 @@ struct AppState {
     admission: Arc<Semaphore>,
     opts: ServeOptions,
     draining: AtomicBool,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Whether the loaded Whisper is English-only (`*.en`).
+    english_only: bool,
+}
+
+/// Latency buckets (seconds) for the histograms: explicit, so dashboards
+/// get `_bucket` series, from a fast first token to a long reply.
+const LATENCY_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+
+/// The process-wide Prometheus recorder (installed once; several routers in
+/// one process, as in tests, share it).
+fn prometheus() -> metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets(LATENCY_BUCKETS)
+                .expect("non-empty buckets")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder was installed first; then ours
+            // renders empty, which /metrics still serves.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
 }
 
 impl IntoResponse for ApiError {
@@ -60,6 +88,7 @@ impl IntoResponse for ApiError {
 /// The router over a worker that owns `assistant` (tests call this with
 /// their own listener).
 pub fn router(assistant: Assistant, opts: ServeOptions) -> (Router, Arc<DrainHandle>) {
+    let english_only = assistant.english_only();
     // The semaphore bounds admission; the channel itself never fills.
     let (tx, rx) = mpsc::sync_channel::<Job>(opts.max_queue + 1);
     std::thread::Builder::new()
@@ -71,12 +100,16 @@ pub fn router(assistant: Assistant, opts: ServeOptions) -> (Router, Arc<DrainHan
         admission: Arc::new(Semaphore::new(opts.max_queue + 1)),
         draining: AtomicBool::new(false),
         opts: opts.clone(),
+        metrics: prometheus(),
+        english_only,
     });
     let handle = Arc::new(DrainHandle(state.clone()));
     let app = Router::new()
         .route("/health", get(health))
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat))
+        .route("/v1/audio/transcriptions", post(transcriptions))
+        .route("/metrics", get(render_metrics))
         .layer(DefaultBodyLimit::max(opts.max_body_bytes))
         .with_state(state);
     (app, handle)
@@ -197,11 +230,211 @@ async fn chat(
         Ok(resp) => resp.status().as_u16(),
         Err(e) => e.status,
     };
-    tracing::info!(
-        "POST /v1/chat/completions {status} in {:.3}s",
-        t0.elapsed().as_secs_f64()
-    );
+    finish_request("/v1/chat/completions", status, t0);
     r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The per-request log line and metrics.
+fn finish_request(route: &'static str, status: u16, t0: Instant) {
+    let secs = t0.elapsed().as_secs_f64();
+    tracing::info!("POST {route} {status} in {secs:.3}s");
+    metrics::counter!("diva_requests_total", "route" => route, "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("diva_request_duration_seconds", "route" => route).record(secs);
+}
+
+async fn render_metrics(State(s): State<Arc<AppState>>) -> Response {
+    let taken = (s.opts.max_queue + 1).saturating_sub(s.admission.available_permits());
+    metrics::gauge!("diva_queue_length").set(taken.saturating_sub(1) as f64);
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Admission: a permit, or 429 (before any audio is decoded).
+fn admit(s: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    s.admission
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::busy(s.opts.max_queue))
+}
+
+async fn transcriptions(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    form: Result<Multipart, MultipartRejection>,
+) -> Response {
+    let t0 = Instant::now();
+    let r = transcriptions_inner(&s, &headers, form).await;
+    let status = match &r {
+        Ok(resp) => resp.status().as_u16(),
+        Err(e) => e.status,
+    };
+    finish_request("/v1/audio/transcriptions", status, t0);
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn multipart_error(
+    s: &AppState,
+    e: axum::extract::multipart::MultipartError,
+    what: &str,
+) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::too_large(s.opts.max_body_bytes)
+    } else {
+        ApiError::bad_request(
+            format!("malformed multipart body ({what}): {e}"),
+            Some("file"),
+        )
+    }
+}
+
+async fn transcriptions_inner(
+    s: &Arc<AppState>,
+    headers: &HeaderMap,
+    form: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    authorized(s, headers)?;
+    let mut form = form.map_err(|e| {
+        ApiError::bad_request(format!("expected a multipart/form-data body: {e}"), None)
+    })?;
+    let permit = admit(s)?;
+    let (mut file, mut name, mut format, mut language) = (None, None, String::from("json"), None);
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| multipart_error(s, e, "fields"))?
+    {
+        let field_name = field.name().unwrap_or("").to_string();
+        match field_name.as_str() {
+            "file" => {
+                name = field.file_name().map(str::to_string);
+                file = Some(
+                    field
+                        .bytes()
+                        .await
+                        .map_err(|e| multipart_error(s, e, "file"))?,
+                );
+            }
+            "response_format" => format = field.text().await.unwrap_or_default(),
+            "language" => language = Some(field.text().await.unwrap_or_default()),
+            // `model` (clients send "whisper-1": the loaded Whisper answers),
+            // `prompt` and `temperature` (decoding is greedy) are accepted.
+            _ => {}
+        }
+    }
+    let file =
+        file.ok_or_else(|| ApiError::bad_request("the form has no `file` field", Some("file")))?;
+    if !["json", "text", "srt", "vtt", "verbose_json"].contains(&format.as_str()) {
+        return Err(ApiError::bad_request(
+            format!("response_format `{format}`: choose json, text, srt, vtt or verbose_json"),
+            Some("response_format"),
+        ));
+    }
+    if let Some(l) = language.as_deref().filter(|l| !l.is_empty() && *l != "en") {
+        let why = if s.english_only {
+            "the loaded Whisper is English-only (start the server with --whisper base for others)"
+        } else {
+            "the server transcribes English only for now"
+        };
+        return Err(ApiError::bad_request(
+            format!("language `{l}`: {why}"),
+            Some("language"),
+        ));
+    }
+    let label = name.clone().unwrap_or_else(|| "file".into());
+    let ext = name
+        .as_deref()
+        .and_then(|n| std::path::Path::new(n).extension())
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let pcm = tokio::task::spawn_blocking(move || {
+        diva_core::audio::load_pcm_16k_bytes(
+            file.to_vec(),
+            ext.as_deref(),
+            std::path::Path::new(&label),
+        )
+        .map_err(|e| ApiError::bad_request(format!("{e}"), Some("file")))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("audio decoding failed: {e}")))??;
+    if pcm.is_empty() {
+        return Err(ApiError::bad_request(
+            "the audio has no samples",
+            Some("file"),
+        ));
+    }
+    let duration = pcm.len() as f64 / 16_000.0;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    s.jobs
+        .send(Job {
+            work: Work::Transcribe { pcm, reply: tx },
+            permit,
+        })
+        .map_err(|_| ApiError::internal("the model thread has stopped"))?;
+    let windows = rx.await.map_err(|_| {
+        ApiError::internal("the model thread ended the request without a transcript")
+    })??;
+    let text = windows
+        .iter()
+        .filter(|t| !t.is_empty())
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let plain =
+        |body: String| ([("content-type", "text/plain; charset=utf-8")], body).into_response();
+    Ok(match format.as_str() {
+        "text" => plain(format!("{text}\n")),
+        "json" => Json(json!({ "text": text })).into_response(),
+        "verbose_json" => Json(json!({
+            "task": "transcribe", "language": "english", "duration": duration, "text": text,
+            "segments": segments(&windows, duration).iter().enumerate().map(|(i, (a, b, t))| json!({
+                "id": i, "start": a, "end": b, "text": t,
+            })).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        sub => plain(subtitles(sub == "vtt", &windows, duration)),
+    })
+}
+
+/// One segment per 30 s window (greedy decoding without timestamps knows no
+/// finer boundaries): (start, end, text), empty windows left out.
+fn segments(windows: &[String], duration: f64) -> Vec<(f64, f64, String)> {
+    windows
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !t.is_empty())
+        .map(|(i, t)| {
+            (
+                30.0 * i as f64,
+                (30.0 * (i + 1) as f64).min(duration),
+                t.clone(),
+            )
+        })
+        .collect()
+}
+
+fn subtitles(vtt: bool, windows: &[String], duration: f64) -> String {
+    let stamp = |t: f64| {
+        let ms = (t * 1000.0).round() as u64;
+        let (h, m, s, ms) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+        let sep = if vtt { '.' } else { ',' };
+        format!("{h:02}:{m:02}:{s:02}{sep}{ms:03}")
+    };
+    let mut out = if vtt {
+        String::from("WEBVTT\n\n")
+    } else {
+        String::new()
+    };
+    for (i, (a, b, t)) in segments(windows, duration).iter().enumerate() {
+        if !vtt {
+            out.push_str(&format!("{}\n", i + 1));
+        }
+        out.push_str(&format!("{} --> {}\n{t}\n\n", stamp(*a), stamp(*b)));
+    }
+    out
 }
 
 async fn chat_inner(
@@ -218,11 +451,7 @@ async fn chat_inner(
         }
     })?;
     // Admission before any audio is decoded: a full queue costs nothing.
-    let permit = s
-        .admission
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::busy(s.opts.max_queue))?;
+    let permit = admit(s)?;
     let request = tokio::task::spawn_blocking(move || {
         let req: ChatRequest = serde_json::from_slice(&body).map_err(|e| {
             ApiError::bad_request(
@@ -238,8 +467,10 @@ async fn chat_inner(
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     s.jobs
         .send(Job {
-            request,
-            events: tx,
+            work: Work::Chat {
+                request,
+                events: tx,
+            },
             permit,
         })
         .map_err(|_| ApiError::internal("the model thread has stopped"))?;

@@ -7,7 +7,7 @@ use std::sync::mpsc;
 
 use diva_core::generate::{Assistant, Part, StopReason};
 use tokio::sync::mpsc::UnboundedSender;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use crate::api::{ApiError, PromptTokensDetails, Usage};
 use crate::prepare::{Piece, Prepared, Turn};
@@ -24,9 +24,20 @@ pub enum Event {
     Error(ApiError),
 }
 
+pub enum Work {
+    Chat {
+        request: Prepared,
+        events: UnboundedSender<Event>,
+    },
+    /// Whisper's transcript of 16 kHz PCM: the text of each 30 s window.
+    Transcribe {
+        pcm: Vec<f32>,
+        reply: oneshot::Sender<Result<Vec<String>, ApiError>>,
+    },
+}
+
 pub struct Job {
-    pub request: Prepared,
-    pub events: UnboundedSender<Event>,
+    pub work: Work,
     /// Held until the job is finished: the admission count.
     pub permit: OwnedSemaphorePermit,
 }
@@ -34,17 +45,37 @@ pub struct Job {
 /// Run jobs until every sender is gone.
 pub fn run(assistant: Assistant, jobs: mpsc::Receiver<Job>) {
     for job in jobs {
-        let events = job.events.clone();
-        match answer(&assistant, &job.request, &job.events) {
-            Ok(()) => {}
-            // The client went away: nothing to tell it.
-            Err(e) if events.is_closed() => tracing::debug!("cancelled: {e:?}"),
-            Err(e) => {
-                let _ = events.send(Event::Error(e));
+        metrics::gauge!("diva_running_requests").set(1.0);
+        // The permit is released just before the last event goes out, so a
+        // client that sends its next request the moment it has its reply is
+        // admitted (not refused by a worker still tidying up).
+        let mut permit = Some(job.permit);
+        match job.work {
+            Work::Chat { request, events } => {
+                match answer(&assistant, &request, &events, &mut permit) {
+                    Ok(()) => {}
+                    // The client went away: nothing to tell it.
+                    Err(e) if events.is_closed() => tracing::debug!("cancelled: {e:?}"),
+                    Err(e) => {
+                        let _ = events.send(Event::Error(e));
+                    }
+                }
+            }
+            Work::Transcribe { pcm, reply } => {
+                let r = transcribe(&assistant, &pcm);
+                metrics::gauge!("diva_running_requests").set(0.0);
+                drop(permit.take());
+                let _ = reply.send(r);
             }
         }
-        drop(job.permit);
+        metrics::gauge!("diva_running_requests").set(0.0);
+        drop(permit);
     }
+}
+
+fn transcribe(assistant: &Assistant, pcm: &[f32]) -> Result<Vec<String>, ApiError> {
+    let t = assistant.transcript(pcm).map_err(internal)?;
+    Ok(t)
 }
 
 /// The cascade hears through Whisper: audio pieces become their transcripts.
@@ -84,6 +115,7 @@ fn answer(
     assistant: &Assistant,
     r: &Prepared,
     events: &UnboundedSender<Event>,
+    permit: &mut Option<OwnedSemaphorePermit>,
 ) -> Result<(), ApiError> {
     let mut conv = match &r.system {
         Some(s) => assistant.conversation_with_system(s).map_err(internal)?,
@@ -119,6 +151,12 @@ fn answer(
         .map_err(internal)?;
     let g = &reply.generation;
     let prompt_tokens = cached + g.prompt_tokens;
+    metrics::counter!("diva_prompt_tokens_total").increment(prompt_tokens as u64);
+    metrics::counter!("diva_audio_tokens_total").increment(audio_tokens as u64);
+    metrics::counter!("diva_generated_tokens_total").increment(g.ids.len() as u64);
+    metrics::histogram!("diva_time_to_first_token_seconds").record(reply.time_to_first_token_s());
+    metrics::gauge!("diva_running_requests").set(0.0);
+    drop(permit.take());
     let _ = events.send(Event::Done {
         finish_reason: match g.stop_reason {
             StopReason::MaxTokens => "length",

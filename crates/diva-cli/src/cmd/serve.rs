@@ -44,7 +44,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let opts = options(&a.models, false, None)?;
+    // The transcriber serves /v1/audio/transcriptions (and the cascade).
+    let opts = options(&a.models, true, None)?;
     let t0 = Instant::now();
     let assistant = Assistant::load(&opts)?;
     tracing::info!("model loaded in {:.2}s", t0.elapsed().as_secs_f64());

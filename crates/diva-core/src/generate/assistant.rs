@@ -310,6 +310,13 @@ impl Assistant {
         self.prefix_kv.len()
     }
 
+    /// Whether the loaded Whisper transcribes English only (a `.en` model).
+    pub fn english_only(&self) -> bool {
+        self.transcriber
+            .as_ref()
+            .is_some_and(|t| !t.tokenizer.multilingual)
+    }
+
     /// Whether audio turns go through a connector (false: the cascade).
     pub fn hears_audio(&self) -> bool {
         self.connector.is_some()
@@ -329,6 +336,20 @@ impl Assistant {
         let t0 = Instant::now();
         let text = t.transcribe_pcm(pcm)?.text;
         Ok((text, t0.elapsed().as_secs_f64()))
+    }
+
+    /// Whisper's transcript of `pcm`, one text per 30 s window (for
+    /// subtitle formats; join them for the whole text).
+    pub fn transcript(&self, pcm: &[f32]) -> Result<Vec<String>> {
+        let t = self
+            .transcriber
+            .as_ref()
+            .ok_or_else(|| Error::Config("this session was loaded without a transcriber".into()))?;
+        let out = t.transcribe_pcm(pcm)?;
+        out.tokens
+            .iter()
+            .map(|ids| Ok(t.tokenizer.decode(ids)?.trim().to_string()))
+            .collect()
     }
 
     /// Audio (its first 30 s) → virtual tokens `[1, N, d_llm]`.
