@@ -3,6 +3,9 @@
 - Response KL with Ultravox's semantics (ultravox_model.py, `_compute_kl_loss`):
   F.kl_div(log_softmax(student / tau), log_softmax(teacher / tau),
   reduction="batchmean", log_target=True) over the selected reply rows, no tau**2.
+- Per-token alignment target: cross_entropy(-||v_i - E_w||^2 / (2 tau), t_i)
+  over the last T virtual tokens (computed here as distances, in diva as
+  (v.E - ||E||^2/2) / tau, which differs by a per-row constant).
 - In-batch contrastive loss (InfoNCE over cosine similarities, arXiv 2412.15712):
   cross_entropy(normalize(student) @ normalize(teacher).T / tau, arange(b)),
   per example (reduction="none"); the teacher is a constant.
@@ -61,6 +64,24 @@ def main():
         con_tau=np.array([ctau]),
         con_loss=c.detach().numpy(),
         con_grad_student_of_sum=hs.grad.numpy(),
+    )
+    # Per-token alignment target: the last T=3 of N=7 virtual tokens scored
+    # against a vocabulary of 11 embeddings by -||v - E||^2 / (2 tau).
+    atau = 0.5
+    v = torch.randn(7, 6, generator=g, dtype=torch.float64).requires_grad_()
+    E = torch.randn(11, 6, generator=g, dtype=torch.float64)
+    ids = torch.tensor([4, 0, 9])
+    tail = v[-3:]
+    logits = -((tail[:, None, :] - E[None, :, :]) ** 2).sum(-1) / (2 * atau)
+    ce = F.cross_entropy(logits, ids)
+    ce.backward()
+    out.update(
+        ace_virtual=v.detach().numpy(),
+        ace_table=E.numpy(),
+        ace_ids=ids.numpy().astype(np.uint32),
+        ace_tau=np.array([atau]),
+        ace_loss=np.array([ce.item()]),
+        ace_grad_virtual=v.grad.numpy(),
     )
     save_file({k: np.ascontiguousarray(v) for k, v in out.items()},
               os.path.join(a.out, "expected.safetensors"),

@@ -59,6 +59,12 @@ pub struct TrainConfig {
     /// states; 0 (official) disables it.
     pub contrastive_weight: f64,
     pub contrastive_temperature: f64,
+    /// Weight of the per-token alignment target: the last T virtual tokens
+    /// classified over the LLM vocabulary by L2 distance, cross-entropy
+    /// against the transcript's tokens (`losses::align_ce_loss`). 0
+    /// (official) disables it.
+    pub align_ce_weight: f64,
+    pub align_ce_temperature: f64,
     /// Encoder frames the connector attends to (the first F of Whisper's
     /// 1500, 20 ms each; 250 = the first 5 s). Recorded in config.json, so
     /// `diva chat` and evaluation crop the same way. 0 (official): all.
@@ -132,6 +138,8 @@ impl TrainConfig {
             contrastive_temperature: 0.1,
             align_only_steps: 0,
             encoder_frames: 0,
+            align_ce_weight: 0.0,
+            align_ce_temperature: 1.0,
             projection_init: "torch".into(),
             seed: 0,
             checkpoint_every: 100,
@@ -218,6 +226,7 @@ impl TrainConfig {
             self.kl_weight,
             self.response_kl_weight,
             self.contrastive_weight,
+            self.align_ce_weight,
         ];
         if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
             return fail("loss weights must be finite and non-negative".into());
@@ -236,6 +245,11 @@ impl TrainConfig {
                 self.contrastive_weight,
                 self.contrastive_temperature,
                 "contrastive_temperature",
+            ),
+            (
+                self.align_ce_weight,
+                self.align_ce_temperature,
+                "align_ce_temperature",
             ),
         ] {
             if on > 0.0 && !(tau.is_finite() && tau > 0.0) {

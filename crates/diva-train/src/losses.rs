@@ -69,6 +69,39 @@ pub fn contrastive_loss(student: &Tensor, teacher: &Tensor, temperature: f64) ->
     logp.gather(&own, D::Minus1)?.squeeze(1)?.neg()
 }
 
+/// Per-token alignment target (a cross-entropy counterpart of the L2
+/// alignment loss): each of the last T virtual tokens `v_i` `[N, d]` scored
+/// against every LLM token embedding `E_w` by `−‖v_i − E_w‖² / (2τ)`, i.e.
+/// logits `(v_i·E_w − ‖E_w‖²/2) / τ` (the `‖v_i‖²` term is the same for every
+/// w), and cross-entropy against the transcript token `t_i`; mean over the T
+/// positions → scalar. The L2 loss alone lets the virtual tokens settle
+/// near the embeddings' centroid, whose nearest token is the same frequent
+/// word for every position; this one rewards being nearer the right token
+/// than every other. `table_t` is `E^T` `[d, V]`, `half_sq_norms` `‖E_w‖²/2`
+/// `[1, V]`, both constants.
+pub fn align_ce_loss(
+    virtual_tokens: &Tensor,
+    transcript_ids: &[u32],
+    table_t: &Tensor,
+    half_sq_norms: &Tensor,
+    temperature: f64,
+) -> Result<Tensor> {
+    let n = virtual_tokens.dim(0)?;
+    let t = transcript_ids.len();
+    if t == 0 || t > n {
+        candle_core::bail!("alignment needs 1 ≤ transcript tokens ({t}) ≤ virtual tokens ({n})");
+    }
+    let tail = virtual_tokens.narrow(0, n - t, t)?;
+    let table_t = table_t.to_dtype(tail.dtype())?;
+    let logits = (tail
+        .matmul(&table_t)?
+        .broadcast_sub(&half_sq_norms.to_dtype(tail.dtype())?)?
+        / temperature)?;
+    let logp = log_softmax(&logits)?;
+    let ids = Tensor::new(transcript_ids, tail.device())?.unsqueeze(1)?;
+    logp.gather(&ids, D::Minus1)?.neg()?.mean_all()
+}
+
 /// The losses of a batch, per example and combined.
 #[derive(Debug, Clone)]
 pub struct BatchLoss {

@@ -178,6 +178,11 @@ pub struct LossWeights {
     /// Response-level KL over the teacher-forced reply (needs replies).
     pub response_kl: f64,
     pub response_kl_temperature: f64,
+    /// Per-token alignment target: each of the last T virtual tokens
+    /// classified over the LLM vocabulary by negative squared L2 distance
+    /// (see [`crate::losses::align_ce_loss`]).
+    pub align_ce: f64,
+    pub align_ce_temperature: f64,
 }
 
 impl Default for LossWeights {
@@ -192,6 +197,8 @@ impl Default for LossWeights {
             contrastive_temperature: 0.1,
             response_kl: 0.0,
             response_kl_temperature: 2.0,
+            align_ce: 0.0,
+            align_ce_temperature: 1.0,
         }
     }
 }
@@ -208,6 +215,9 @@ pub struct Losses {
     /// Batch scalar (mean over all reply positions), when replies were given
     /// and the response-KL weight is positive.
     pub response_kl: Option<Tensor>,
+    /// `[b]`, present when the per-token alignment weight is positive (added
+    /// by the trainer, which holds the token table).
+    pub align_ce: Option<Tensor>,
 }
 
 /// The losses of a batch: `teacher` `[b, d]` are the teacher's last-position
@@ -297,6 +307,7 @@ pub fn losses_with_replies(
         kl,
         contrastive,
         response_kl,
+        align_ce: None,
     })
 }
 
@@ -325,6 +336,7 @@ pub fn align_only_losses(
         kl: None,
         contrastive: None,
         response_kl: None,
+        align_ce: None,
     })
 }
 

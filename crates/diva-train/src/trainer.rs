@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, IndexOp, Tensor};
 use diva_core::models::connector::Connector;
 use diva_core::models::Exec;
 use serde_json::json;
@@ -30,6 +30,7 @@ use crate::run_state::{self, TrainerState};
 use crate::setup::Example;
 use crate::student::{self, LossWeights};
 use crate::validate::{self, Student, ValOptions, ValReport};
+use crate::virtual_transcript::NearestToken;
 
 pub struct TrainOptions {
     pub config: TrainConfig,
@@ -119,6 +120,9 @@ pub fn train(opts: TrainOptions) -> Result<TrainSummary> {
     let replies = (cfg.response_kl_weight > 0.0)
         .then(|| session.reply_cache(&train_set, reply_spec(&cfg)))
         .transpose()?;
+    let token_table = (cfg.align_ce_weight > 0.0)
+        .then(|| NearestToken::new(&session.frozen.llm))
+        .transpose()?;
 
     let mut student = Trainable::new(&cfg, &session, &opts.device)?;
     let mut start = 0;
@@ -177,6 +181,7 @@ pub fn train(opts: TrainOptions) -> Result<TrainSummary> {
                 &session,
                 &batch,
                 replies.as_ref(),
+                token_table.as_ref(),
                 weights,
             )?;
             // Step 6a: backward, accumulated over the micro batches.
@@ -381,9 +386,12 @@ impl Trainable {
 /// during the first `align_only_steps`, the configured sum afterwards.
 pub fn loss_weights(cfg: &TrainConfig, step: usize) -> LossWeights {
     if step < cfg.align_only_steps {
+        // Both alignment targets need no LLM forward.
         return LossWeights {
             distill: 0.0,
             align: 1.0,
+            align_ce: cfg.align_ce_weight,
+            align_ce_temperature: cfg.align_ce_temperature,
             ..LossWeights::default()
         };
     }
@@ -396,6 +404,8 @@ pub fn loss_weights(cfg: &TrainConfig, step: usize) -> LossWeights {
         contrastive_temperature: cfg.contrastive_temperature,
         response_kl: cfg.response_kl_weight,
         response_kl_temperature: cfg.response_kl_temperature,
+        align_ce: cfg.align_ce_weight,
+        align_ce_temperature: cfg.align_ce_temperature,
     }
 }
 
@@ -417,8 +427,51 @@ fn batch_losses(
     session: &Session,
     batch: &[&Example],
     replies: Option<&ReplyCache>,
+    token_table: Option<&NearestToken>,
     w: LossWeights,
 ) -> Result<student::Losses> {
+    let (l, virtual_tokens) = student_losses(connector, session, batch, replies, w)?;
+    match token_table.filter(|_| w.align_ce > 0.0) {
+        Some(table) => with_align_ce(l, &virtual_tokens, batch, table, w),
+        None => Ok(l),
+    }
+}
+
+/// The per-token alignment term, added to the losses (per example `[b]`).
+fn with_align_ce(
+    mut l: student::Losses,
+    virtual_tokens: &Tensor,
+    batch: &[&Example],
+    table: &NearestToken,
+    w: LossWeights,
+) -> Result<student::Losses> {
+    let ce = batch
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            crate::losses::align_ce_loss(
+                &virtual_tokens.i(i)?,
+                &e.ids,
+                &table.table_t,
+                &table.half_sq_norms,
+                w.align_ce_temperature,
+            )
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let ce = Tensor::stack(&ce, 0)?;
+    l.total = (&l.total + (ce.mean_all()? * w.align_ce)?)?;
+    l.align_ce = Some(ce);
+    Ok(l)
+}
+
+/// The student's losses and its virtual tokens `[b, N, d]`.
+fn student_losses(
+    connector: &Connector,
+    session: &Session,
+    batch: &[&Example],
+    replies: Option<&ReplyCache>,
+    w: LossWeights,
+) -> Result<(student::Losses, Tensor)> {
     let frozen = &session.frozen;
     let states = Tensor::stack(
         &batch
@@ -433,11 +486,8 @@ fn batch_losses(
         .collect::<Result<Vec<_>>>()?;
     if w.distill == 0.0 && w.kl == 0.0 && w.contrastive == 0.0 && w.response_kl == 0.0 {
         let virtual_tokens = connector.forward(&states, Exec::Autograd)?;
-        return Ok(student::align_only_losses(
-            &virtual_tokens,
-            &transcripts,
-            w.align,
-        )?);
+        let l = student::align_only_losses(&virtual_tokens, &transcripts, w.align)?;
+        return Ok((l, virtual_tokens));
     }
     let teacher = Tensor::stack(
         &batch.iter().map(|e| e.teacher.clone()).collect::<Vec<_>>(),
@@ -465,14 +515,15 @@ fn batch_losses(
         reply_batch.as_ref().map(|r| &r.ids),
         Exec::Autograd,
     )?;
-    Ok(student::losses_with_replies(
+    let l = student::losses_with_replies(
         &frozen.llm,
         &out,
         &teacher,
         &transcripts,
         reply_batch.as_ref(),
         w,
-    )?)
+    )?;
+    Ok((l, out.virtual_tokens))
 }
 
 /// Loss sums over a step's micro batches (batch means each), for the
@@ -485,6 +536,7 @@ struct LossSums {
     kl: Option<f64>,
     contrastive: Option<f64>,
     response_kl: Option<f64>,
+    align_ce: Option<f64>,
 }
 
 impl LossSums {
@@ -497,6 +549,7 @@ impl LossSums {
             (&mut self.kl, &l.kl),
             (&mut self.contrastive, &l.contrastive),
             (&mut self.response_kl, &l.response_kl),
+            (&mut self.align_ce, &l.align_ce),
         ] {
             if let Some(t) = t {
                 *slot.get_or_insert(0.0) += mean(t)?;
@@ -513,6 +566,7 @@ impl LossSums {
             ("kl", self.kl),
             ("contrastive", self.contrastive),
             ("response_kl", self.response_kl),
+            ("align_ce", self.align_ce),
         ] {
             if let Some(v) = v {
                 line[k] = json!(v / a);
@@ -529,6 +583,9 @@ impl LossSums {
         );
         if let Some(r) = self.response_kl {
             s.push_str(&format!(", response KL {:.3}", r / a));
+        }
+        if let Some(r) = self.align_ce {
+            s.push_str(&format!(", align CE {:.3}", r / a));
         }
         s
     }

@@ -4,7 +4,8 @@
 //! metric, and the ids are decoded. Scored by WER against the transcript, it
 //! measures how much of the words the connector carries, independently of
 //! the LLM's reply. T is the transcript's own length (an oracle length: the
-//! diagnostic reads words, it does not segment).
+//! diagnostic reads words, it does not segment). The same table serves the
+//! per-token alignment loss (`losses::align_ce_loss`).
 
 use anyhow::Result;
 use candle_core::{DType, Tensor, D};
@@ -14,9 +15,11 @@ use diva_core::text::LlmTokenizer;
 /// The LLM's token table, laid out for nearest-neighbour search.
 pub struct NearestToken {
     /// `[d, V]` f32, so a batch of queries is one matmul.
-    table_t: Tensor,
+    pub table_t: Tensor,
     /// `‖E_v‖²` `[1, V]`.
-    sq_norms: Tensor,
+    pub sq_norms: Tensor,
+    /// `‖E_v‖² / 2` `[1, V]` (the per-token alignment loss's bias).
+    pub half_sq_norms: Tensor,
 }
 
 impl NearestToken {
@@ -25,6 +28,7 @@ impl NearestToken {
         let sq_norms = e.sqr()?.sum(D::Minus1)?.unsqueeze(0)?;
         Ok(Self {
             table_t: e.t()?.contiguous()?,
+            half_sq_norms: (&sq_norms * 0.5)?,
             sq_norms,
         })
     }

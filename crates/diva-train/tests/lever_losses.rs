@@ -320,3 +320,82 @@ fn the_staged_schedule_starts_with_alignment_alone() {
     let paper = TrainConfig::preset("paper").unwrap();
     assert_eq!(loss_weights(&paper, 0).distill, 1.0);
 }
+
+#[test]
+fn per_token_alignment_matches_pytorch_cross_entropy_over_distances() {
+    let fx = load_fixture("levers/expected.safetensors");
+    let tau = fx["ace_tau"].to_vec1::<f64>().unwrap()[0];
+    let v = Var::from_tensor(&fx["ace_virtual"]).unwrap();
+    let e = &fx["ace_table"];
+    let ids = fx["ace_ids"].to_vec1::<u32>().unwrap();
+    let table_t = e.t().unwrap().contiguous().unwrap();
+    let half = (e.sqr().unwrap().sum(1).unwrap().unsqueeze(0).unwrap() * 0.5).unwrap();
+    let l = diva_train::losses::align_ce_loss(v.as_tensor(), &ids, &table_t, &half, tau).unwrap();
+    let want = fx["ace_loss"].to_vec1::<f64>().unwrap()[0];
+    let got = l.to_scalar::<f64>().unwrap();
+    assert!((got - want).abs() <= 1e-12, "{got} vs PyTorch {want}");
+    let g = l.backward().unwrap();
+    let d = max_diff(g.get(v.as_tensor()).unwrap(), &fx["ace_grad_virtual"]);
+    assert!(d <= 1e-12, "gradient differs from PyTorch's by {d}");
+}
+
+/// Through the connector: the per-token target's gradient on the queries
+/// matches finite differences, with the tiny LLM's own token table.
+#[test]
+fn per_token_alignment_gradient_reaches_the_connector() {
+    let (c, mut conn) = case();
+    let vars = conn.make_trainable().unwrap();
+    let table = diva_train::virtual_transcript::NearestToken::new(&c.llm).unwrap();
+    // f64 copies of the table (NearestToken keeps f32 for inference).
+    let e = c.llm.embed_tokens.clone();
+    let table_t = e.t().unwrap().contiguous().unwrap();
+    let half = (e.sqr().unwrap().sum(1).unwrap().unsqueeze(0).unwrap() * 0.5).unwrap();
+    assert_eq!(table.table_t.dims(), table_t.dims());
+    let loss = |conn: &Connector| -> Tensor {
+        let vt = conn.forward(&c.states, Exec::Autograd).unwrap();
+        let per: Vec<Tensor> = TRANSCRIPTS
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                diva_train::losses::align_ce_loss(&vt.i(i).unwrap(), t, &table_t, &half, 1.0)
+                    .unwrap()
+            })
+            .collect();
+        Tensor::stack(&per, 0).unwrap().mean_all().unwrap()
+    };
+    let (_, q) = vars.iter().find(|(n, _)| n == "query_tokens").unwrap();
+    let g = loss(&conn).backward().unwrap();
+    let g = g
+        .get(q.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    let base = q
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    let (mut num, mut den) = (0.0, 0.0);
+    for idx in (0..base.len()).step_by(base.len() / 24 + 1) {
+        let at = |d: f64| {
+            let mut v = base.clone();
+            v[idx] += d;
+            q.set(&Tensor::from_vec(v, q.shape(), &Device::Cpu).unwrap())
+                .unwrap();
+            loss(&conn).to_scalar::<f64>().unwrap()
+        };
+        let fd = (at(1e-6) - at(-1e-6)) / 2e-6;
+        num += (fd - g[idx]).powi(2);
+        den += fd.powi(2);
+    }
+    q.set(&Tensor::from_vec(base, q.shape(), &Device::Cpu).unwrap())
+        .unwrap();
+    let e = (num / den).sqrt();
+    assert!(
+        e <= 1e-5,
+        "per-token alignment: autograd vs finite differences rel L2 {e}"
+    );
+}
