@@ -311,3 +311,89 @@ fn a_disconnected_stream_is_cancelled() {
         "admitted only after {took:?}"
     );
 }
+
+/// The talk page in a real browser: headless Chromium (Debian's) with its
+/// fake microphone playing a spoken question; hold, release, and the
+/// streamed reply and its time to first token appear. Then the same through
+/// the file upload, whose reply must be the API's for that file.
+#[test]
+fn the_page_records_sends_and_streams_the_reply_in_chromium() {
+    let out = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tools/browser/setup"
+    ))
+    .stderr(Stdio::inherit())
+    .output()
+    .expect("run tools/browser/setup");
+    assert!(out.status.success(), "tools/browser/setup failed");
+    let node_dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let audio = clip("asterisk/sounds/vm-savefolder.wav");
+    let server = start(&[]);
+    let page = http(
+        &server.addr,
+        "GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    );
+    assert!(
+        page.starts_with("HTTP/1.1 200") && page.contains("Hold to talk"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "the page loads nothing from elsewhere"
+    );
+    let shot = tempfile::tempdir().unwrap();
+    let png = shot.path().join("page.png");
+    let o = Command::new("node")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/page_test.js"))
+        .args([
+            &format!("http://{}/", server.addr),
+            &audio,
+            png.to_str().unwrap(),
+        ])
+        .env("NODE_PATH", node_dir.join("node_modules"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "page test failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        !v["mic_reply"].as_str().unwrap().trim().is_empty(),
+        "no reply from the microphone path: {v}"
+    );
+    assert!(
+        v["mic_status"]
+            .as_str()
+            .unwrap()
+            .contains("time to first token"),
+        "{v}"
+    );
+    assert!(
+        std::fs::metadata(&png).unwrap().len() > 10_000,
+        "screenshot"
+    );
+    if let Ok(keep) = std::env::var("DIVA_PAGE_SCREENSHOT") {
+        std::fs::copy(&png, keep).unwrap();
+    }
+    // The upload path sends the file as is: the reply is the API's.
+    let b64 = {
+        let o = Command::new("base64")
+            .args(["-w0", &audio])
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let body = format!(
+        r#"{{"model": "diva", "max_tokens": 200, "messages": [{{"role": "user", "content": [{{"type": "input_audio", "input_audio": {{"data": "{b64}", "format": "wav"}}}}]}}]}}"#
+    );
+    let r = post(&server.addr, "/v1/chat/completions", &body, "");
+    let json = &r[r.find("\r\n\r\n").unwrap() + 4..];
+    let api: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(
+        v["file_reply"].as_str().unwrap(),
+        api["choices"][0]["message"]["content"].as_str().unwrap(),
+        "page upload vs API"
+    );
+}

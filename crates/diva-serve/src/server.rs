@@ -105,6 +105,7 @@ pub fn router(assistant: Assistant, opts: ServeOptions) -> (Router, Arc<DrainHan
     });
     let handle = Arc::new(DrainHandle(state.clone()));
     let app = Router::new()
+        .route("/", get(page))
         .route("/health", get(health))
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat))
@@ -164,6 +165,11 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// The talk page, compiled into the binary (no CDN: it works offline).
+async fn page() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("page.html"))
 }
 
 async fn health(State(s): State<Arc<AppState>>) -> Response {
