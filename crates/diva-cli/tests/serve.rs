@@ -397,3 +397,106 @@ fn the_page_records_sends_and_streams_the_reply_in_chromium() {
         "page upload vs API"
     );
 }
+
+/// The blind A/B study: one recording, both systems' replies in some order,
+/// a vote into SQLite, and `diva eval arena` reading it back.
+#[test]
+fn the_ab_study_answers_with_both_systems_and_records_votes() {
+    let dir = tempfile::tempdir().unwrap();
+    let votes = dir.path().join("votes.sqlite");
+    let server = start(&["--ab-cascade", "--votes", votes.to_str().unwrap()]);
+    let audio = clip("asterisk/sounds/vm-savefolder.wav");
+    let b64 = String::from_utf8(
+        Command::new("base64")
+            .args(["-w0", &audio])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let body_of = |r: &str| -> serde_json::Value {
+        serde_json::from_str(&r[r.find("\r\n\r\n").unwrap() + 4..]).unwrap()
+    };
+    let ask = |model: &str| -> String {
+        let body = format!(
+            r#"{{"model": "{model}", "max_tokens": 128, "messages": [{{"role": "user", "content": [{{"type": "input_audio", "input_audio": {{"data": "{b64}", "format": "wav"}}}}]}}]}}"#
+        );
+        let v = body_of(&post(&server.addr, "/v1/chat/completions", &body, ""));
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (diva, cascade) = (ask("diva"), ask("cascade"));
+    assert_ne!(
+        diva, cascade,
+        "the two systems must differ for the test to mean anything"
+    );
+    let trial = body_of(&post(
+        &server.addr,
+        "/ab/trial",
+        &format!(r#"{{"audio": "{b64}", "format": "wav"}}"#),
+        "",
+    ));
+    let (l, r) = (
+        trial["left"].as_str().unwrap(),
+        trial["right"].as_str().unwrap(),
+    );
+    let mut got = [l.to_string(), r.to_string()];
+    got.sort();
+    let mut want = [diva.clone(), cascade.clone()];
+    want.sort();
+    assert_eq!(got, want, "the trial shows each system's reply once");
+    assert!(
+        !trial.to_string().contains("cascade\""),
+        "names stay hidden: {trial}"
+    );
+    let id = trial["trial"].as_str().unwrap();
+    let v = post(
+        &server.addr,
+        "/ab/vote",
+        &format!(r#"{{"trial": "{id}", "choice": "left"}}"#),
+        "",
+    );
+    assert!(v.starts_with("HTTP/1.1 200"), "{v}");
+    let again = post(
+        &server.addr,
+        "/ab/vote",
+        &format!(r#"{{"trial": "{id}", "choice": "left"}}"#),
+        "",
+    );
+    assert!(
+        again.starts_with("HTTP/1.1 400") && again.contains("unknown or has its vote"),
+        "{again}"
+    );
+    let bad = post(
+        &server.addr,
+        "/ab/vote",
+        r#"{"trial": "x", "choice": "up"}"#,
+        "",
+    );
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+    let o = Command::new(env!("CARGO_BIN_EXE_diva"))
+        .args([
+            "eval",
+            "arena",
+            "--votes",
+            votes.to_str().unwrap(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (p["system_a"].as_str(), p["system_b"].as_str()),
+        (Some("cascade"), Some("diva"))
+    );
+    assert_eq!(p["votes"], 1);
+    // "left" won: the cascade's win rate is 1 if it was on the left.
+    let cascade_left = l == cascade;
+    assert_eq!(
+        p["a_win_rate"].as_f64().unwrap(),
+        if cascade_left { 1.0 } else { 0.0 }
+    );
+}

@@ -5,9 +5,11 @@
 //! - `prepare`: a request → system message, history, last user message with
 //!   its audio decoded, sampling settings (every refusal a 400 naming it);
 //! - `worker`: the thread that owns the model and streams replies back;
+//! - `ab`: the blind A/B study (two systems, random sides, votes in SQLite);
 //! - `server`: routes, API key, admission (429 before any audio is decoded),
 //!   JSON and server-sent-event responses, graceful shutdown.
 
+mod ab;
 pub mod api;
 pub mod prepare;
 pub mod server;

@@ -37,16 +37,32 @@ pub struct ServeOptions {
     /// Requests that may wait while one runs; more get 429.
     pub max_queue: usize,
     pub max_body_bytes: usize,
+    /// The A/B study's vote database (with a second system loaded).
+    pub votes: Option<std::path::PathBuf>,
 }
 
-struct AppState {
-    jobs: mpsc::SyncSender<Job>,
-    admission: Arc<Semaphore>,
-    opts: ServeOptions,
-    draining: AtomicBool,
-    metrics: metrics_exporter_prometheus::PrometheusHandle,
+pub(crate) struct AppState {
+    pub(crate) jobs: mpsc::SyncSender<Job>,
+    pub(crate) admission: Arc<Semaphore>,
+    pub(crate) opts: ServeOptions,
+    pub(crate) draining: AtomicBool,
+    pub(crate) metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Whether the loaded Whisper is English-only (`*.en`).
-    english_only: bool,
+    pub(crate) english_only: bool,
+    /// The names of the loaded systems (`model` in requests picks one).
+    pub(crate) systems: Vec<String>,
+    /// The A/B study: open trials and the vote store.
+    pub(crate) ab: Option<crate::ab::Study>,
+}
+
+impl AppState {
+    /// The system a request's `model` names; the main one for any other name
+    /// (clients often send a fixed name such as "gpt-4o").
+    fn system_index(&self, model: Option<&str>) -> usize {
+        model
+            .and_then(|m| self.systems.iter().position(|s| s == m))
+            .unwrap_or(0)
+    }
 }
 
 /// Latency buckets (seconds) for the histograms: explicit, so dashboards
@@ -87,13 +103,28 @@ impl IntoResponse for ApiError {
 
 /// The router over a worker that owns `assistant` (tests call this with
 /// their own listener).
-pub fn router(assistant: Assistant, opts: ServeOptions) -> (Router, Arc<DrainHandle>) {
-    let english_only = assistant.english_only();
+pub fn router(
+    systems: Vec<(String, Assistant)>,
+    opts: ServeOptions,
+) -> anyhow::Result<(Router, Arc<DrainHandle>)> {
+    anyhow::ensure!(!systems.is_empty(), "no system to serve");
+    let english_only = systems[0].1.english_only();
+    let (names, assistants): (Vec<String>, Vec<Assistant>) = systems.into_iter().unzip();
+    let ab = match (&opts.votes, names.len()) {
+        (Some(p), 2) => Some(crate::ab::Study::open(
+            p,
+            [names[0].clone(), names[1].clone()],
+        )?),
+        (Some(_), _) => anyhow::bail!(
+            "--votes records an A/B study: load a second system with --ab-model or --ab-cascade"
+        ),
+        (None, _) => None,
+    };
     // The semaphore bounds admission; the channel itself never fills.
     let (tx, rx) = mpsc::sync_channel::<Job>(opts.max_queue + 1);
     std::thread::Builder::new()
         .name("diva-worker".into())
-        .spawn(move || worker::run(assistant, rx))
+        .spawn(move || worker::run(assistants, rx))
         .expect("spawn the model thread");
     let state = Arc::new(AppState {
         jobs: tx,
@@ -102,18 +133,24 @@ pub fn router(assistant: Assistant, opts: ServeOptions) -> (Router, Arc<DrainHan
         opts: opts.clone(),
         metrics: prometheus(),
         english_only,
+        systems: names,
+        ab,
     });
     let handle = Arc::new(DrainHandle(state.clone()));
     let app = Router::new()
         .route("/", get(page))
+        .route("/recorder.js", get(recorder_js))
         .route("/health", get(health))
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat))
         .route("/v1/audio/transcriptions", post(transcriptions))
         .route("/metrics", get(render_metrics))
+        .route("/ab", get(crate::ab::page))
+        .route("/ab/trial", post(crate::ab::trial))
+        .route("/ab/vote", post(crate::ab::vote))
         .layer(DefaultBodyLimit::max(opts.max_body_bytes))
         .with_state(state);
-    (app, handle)
+    Ok((app, handle))
 }
 
 /// Lets the caller mark the server as draining (`/health` answers 503).
@@ -127,7 +164,7 @@ impl DrainHandle {
 
 /// Listen on `opts.addr` until SIGTERM or Ctrl-C, then finish in-flight
 /// requests and return.
-pub async fn serve(assistant: Assistant, opts: ServeOptions) -> anyhow::Result<()> {
+pub async fn serve(systems: Vec<(String, Assistant)>, opts: ServeOptions) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(opts.addr)
         .await
         .map_err(|e| {
@@ -137,7 +174,7 @@ pub async fn serve(assistant: Assistant, opts: ServeOptions) -> anyhow::Result<(
             )
         })?;
     let local = listener.local_addr()?;
-    let (app, handle) = router(assistant, opts);
+    let (app, handle) = router(systems, opts)?;
     tracing::info!(
         "listening on http://{local} (POST /v1/chat/completions, GET /v1/models, GET /health)"
     );
@@ -172,6 +209,13 @@ async fn page() -> axum::response::Html<&'static str> {
     axum::response::Html(include_str!("page.html"))
 }
 
+async fn recorder_js() -> impl IntoResponse {
+    (
+        [("content-type", "text/javascript; charset=utf-8")],
+        include_str!("recorder.js"),
+    )
+}
+
 async fn health(State(s): State<Arc<AppState>>) -> Response {
     if s.draining.load(Ordering::SeqCst) {
         return (
@@ -183,7 +227,7 @@ async fn health(State(s): State<Arc<AppState>>) -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
-fn authorized(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn authorized(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(key) = &s.opts.api_key else {
         return Ok(());
     };
@@ -204,7 +248,7 @@ async fn models(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response 
     }
     Json(json!({
         "object": "list",
-        "data": [{"id": s.opts.model_id, "object": "model", "created": 0, "owned_by": "diva"}],
+        "data": s.systems.iter().map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "diva"})).collect::<Vec<_>>(),
     }))
     .into_response()
 }
@@ -241,7 +285,7 @@ async fn chat(
 }
 
 /// The per-request log line and metrics.
-fn finish_request(route: &'static str, status: u16, t0: Instant) {
+pub(crate) fn finish_request(route: &'static str, status: u16, t0: Instant) {
     let secs = t0.elapsed().as_secs_f64();
     tracing::info!("POST {route} {status} in {secs:.3}s");
     metrics::counter!("diva_requests_total", "route" => route, "status" => status.to_string())
@@ -260,7 +304,7 @@ async fn render_metrics(State(s): State<Arc<AppState>>) -> Response {
 }
 
 /// Admission: a permit, or 429 (before any audio is decoded).
-fn admit(s: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+pub(crate) fn admit(s: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
     s.admission
         .clone()
         .try_acquire_owned()
@@ -458,14 +502,16 @@ async fn chat_inner(
     })?;
     // Admission before any audio is decoded: a full queue costs nothing.
     let permit = admit(s)?;
-    let request = tokio::task::spawn_blocking(move || {
+    let state = s.clone();
+    let (request, system) = tokio::task::spawn_blocking(move || {
         let req: ChatRequest = serde_json::from_slice(&body).map_err(|e| {
             ApiError::bad_request(
                 format!("the body is not a chat-completions request: {e}"),
                 None,
             )
         })?;
-        prepare(req)
+        let system = state.system_index(req.model.as_deref());
+        Ok::<_, ApiError>((prepare(req)?, system))
     })
     .await
     .map_err(|e| ApiError::internal(format!("request preparation failed: {e}")))??;
@@ -476,13 +522,14 @@ async fn chat_inner(
             work: Work::Chat {
                 request,
                 events: tx,
+                system,
             },
             permit,
         })
         .map_err(|_| ApiError::internal("the model thread has stopped"))?;
     let id = completion_id();
     let created = now_s();
-    let model = s.opts.model_id.clone();
+    let model = s.systems[system].clone();
     if stream {
         Ok(stream_response(rx, id, created, model, include_usage))
     } else {
@@ -490,7 +537,7 @@ async fn chat_inner(
     }
 }
 
-async fn collect_response(
+pub(crate) async fn collect_response(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Event>,
     id: String,
     created: u64,

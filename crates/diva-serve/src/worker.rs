@@ -28,6 +28,8 @@ pub enum Work {
     Chat {
         request: Prepared,
         events: UnboundedSender<Event>,
+        /// Which loaded system answers (0: the main one; 1: the A/B study's other).
+        system: usize,
     },
     /// Whisper's transcript of 16 kHz PCM: the text of each 30 s window.
     Transcribe {
@@ -42,8 +44,9 @@ pub struct Job {
     pub permit: OwnedSemaphorePermit,
 }
 
-/// Run jobs until every sender is gone.
-pub fn run(assistant: Assistant, jobs: mpsc::Receiver<Job>) {
+/// Run jobs until every sender is gone. `systems[0]` is the main system
+/// (it also transcribes); an A/B study loads a second.
+pub fn run(systems: Vec<Assistant>, jobs: mpsc::Receiver<Job>) {
     for job in jobs {
         metrics::gauge!("diva_running_requests").set(1.0);
         // The permit is released just before the last event goes out, so a
@@ -51,8 +54,13 @@ pub fn run(assistant: Assistant, jobs: mpsc::Receiver<Job>) {
         // admitted (not refused by a worker still tidying up).
         let mut permit = Some(job.permit);
         match job.work {
-            Work::Chat { request, events } => {
-                match answer(&assistant, &request, &events, &mut permit) {
+            Work::Chat {
+                request,
+                events,
+                system,
+            } => {
+                let assistant = &systems[system.min(systems.len() - 1)];
+                match answer(assistant, &request, &events, &mut permit) {
                     Ok(()) => {}
                     // The client went away: nothing to tell it.
                     Err(e) if events.is_closed() => tracing::debug!("cancelled: {e:?}"),
@@ -62,7 +70,7 @@ pub fn run(assistant: Assistant, jobs: mpsc::Receiver<Job>) {
                 }
             }
             Work::Transcribe { pcm, reply } => {
-                let r = transcribe(&assistant, &pcm);
+                let r = transcribe(&systems[0], &pcm);
                 metrics::gauge!("diva_running_requests").set(0.0);
                 drop(permit.take());
                 let _ = reply.send(r);

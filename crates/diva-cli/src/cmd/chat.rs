@@ -28,7 +28,7 @@ const EXAMPLES: &str = "Examples:
       --whisper whisper-large-v3/ --dtype f16 --audio question.wav";
 
 /// Which model parts to load: the same flags in `diva chat` and `diva serve`.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct ModelArgs {
     /// A DiVA checkpoint directory (official layout). Default: the shipped
     /// model (`models/diva-tiny`, or $DIVA_MODEL); without one, tiny.en +

@@ -20,6 +20,61 @@ pub enum Cmd {
   diva eval asr --manifest ~/.cache/diva/data/asterisk/manifest.jsonl
   diva eval asr --manifest m.jsonl --model base --every 10 --items-out items.jsonl")]
     Asr(AsrArgs),
+    /// Win rates of the blind A/B study's votes, with paired-bootstrap 95% intervals.
+    #[command(after_help = "Examples:
+  diva eval arena --votes votes.sqlite
+  diva eval arena --votes votes.sqlite --json --rounds 10000")]
+    Arena(ArenaArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ArenaArgs {
+    /// The SQLite file `diva serve --votes` wrote.
+    #[arg(long)]
+    votes: PathBuf,
+    /// Bootstrap resamples for the intervals.
+    #[arg(long, default_value_t = 10_000)]
+    rounds: usize,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// One JSON object per pair of systems instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn arena(a: ArenaArgs) -> Result<ExitCode> {
+    if !a.votes.is_file() {
+        anyhow::bail!(
+            "--votes {}: file not found (diva serve --votes FILE writes it)",
+            a.votes.display()
+        );
+    }
+    let v = diva_eval::arena::Votes::open(&a.votes)?;
+    let pairs = diva_eval::arena::report(&v.outcomes()?, a.rounds.max(1), a.seed);
+    if pairs.is_empty() {
+        anyhow::bail!("{}: no votes yet", a.votes.display());
+    }
+    for p in &pairs {
+        if a.json {
+            crate::outln!("{}", serde_json::to_string(p)?)?;
+        } else {
+            crate::outln!(
+                "{} vs {}: {} votes ({} / {} / {} ties): {} wins {:.1}% [95% CI {:.1}–{:.1}%]",
+                p.system_a,
+                p.system_b,
+                p.votes,
+                p.a_wins,
+                p.b_wins,
+                p.ties,
+                p.system_a,
+                100.0 * p.a_win_rate,
+                100.0 * p.ci95[0],
+                100.0 * p.ci95[1]
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(clap::Args)]
@@ -45,7 +100,10 @@ pub struct AsrArgs {
 }
 
 pub fn run(cmd: Cmd) -> Result<ExitCode> {
-    let Cmd::Asr(a) = cmd;
+    let a = match cmd {
+        Cmd::Asr(a) => a,
+        Cmd::Arena(a) => return arena(a),
+    };
     let mut items = manifest::read(&a.manifest).map_err(|e| anyhow!(e))?;
     items.sort_by(|x, y| x.id.cmp(&y.id));
     let items: Vec<_> = items.into_iter().step_by(a.every.max(1)).collect();

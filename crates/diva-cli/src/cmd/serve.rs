@@ -14,12 +14,14 @@ const EXAMPLES: &str = "Examples:
   diva serve                                   # the default model on http://127.0.0.1:8080
   diva serve --port 9000 --api-key secret      # clients send `Authorization: Bearer secret`
   diva serve --cascade                         # the Whisper → LLM baseline behind the same API
+  diva serve --ab-cascade --votes votes.sqlite # blind A/B at /ab: diva vs the cascade
   curl -s localhost:8080/v1/chat/completions -H 'content-type: application/json' -d \\
     '{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_audio\",
       \"input_audio\":{\"data\":\"'$(base64 -w0 q.wav)'\",\"format\":\"wav\"}}]}]}'";
 
 #[derive(clap::Args)]
 #[command(after_help = EXAMPLES)]
+#[command(group = clap::ArgGroup::new("ab").args(["ab_model", "ab_cascade"]))]
 pub struct Args {
     #[command(flatten)]
     models: ModelArgs,
@@ -41,13 +43,37 @@ pub struct Args {
     /// The model name `/v1/models` lists (requests may name any model).
     #[arg(long, default_value = "diva")]
     model_id: String,
+    /// A second DiVA checkpoint for the blind A/B study at /ab (same
+    /// Whisper and LLM flags); requests pick it with `model: "ab"`.
+    #[arg(long, conflicts_with = "ab_cascade")]
+    ab_model: Option<std::path::PathBuf>,
+    /// The cascade (Whisper transcript → LLM) as the A/B study's second system.
+    #[arg(long)]
+    ab_cascade: bool,
+    /// SQLite file for the A/B study's votes (created if missing); read
+    /// them with `diva eval arena --votes FILE`.
+    #[arg(long, requires = "ab")]
+    votes: Option<std::path::PathBuf>,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
     // The transcriber serves /v1/audio/transcriptions (and the cascade).
     let opts = options(&a.models, true, None)?;
     let t0 = Instant::now();
-    let assistant = Assistant::load(&opts)?;
+    let mut systems = vec![(a.model_id.clone(), Assistant::load(&opts)?)];
+    if a.ab_model.is_some() || a.ab_cascade {
+        let second = ModelArgs {
+            model: a.ab_model.clone(),
+            cascade: a.ab_cascade,
+            untrained: false,
+            ..a.models.clone()
+        };
+        let name = if a.ab_cascade { "cascade" } else { "ab" };
+        systems.push((
+            name.to_string(),
+            Assistant::load(&options(&second, true, None)?)?,
+        ));
+    }
     tracing::info!("model loaded in {:.2}s", t0.elapsed().as_secs_f64());
     let serve = diva_serve::ServeOptions {
         addr: SocketAddr::new(a.host, a.port),
@@ -55,12 +81,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
         model_id: a.model_id,
         max_queue: a.max_queue,
         max_body_bytes: a.max_body_mb.saturating_mul(1_000_000),
+        votes: a.votes,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(diva_serve::serve(assistant, serve))?;
+    rt.block_on(diva_serve::serve(systems, serve))?;
     Ok(ExitCode::SUCCESS)
 }
