@@ -4,7 +4,7 @@
 // test holds the talk button, releases it, waits for the streamed reply, then
 // does the same through the file-upload path. Prints one JSON object.
 const { chromium } = require("playwright-core");
-const [url, audio, shot] = process.argv.slice(2);
+const [url, audio, shot, abShot] = process.argv.slice(2);
 
 (async () => {
   const browser = await chromium.launch({
@@ -37,6 +37,18 @@ const [url, audio, shot] = process.argv.slice(2);
     out.file_reply = await page.textContent("#reply");
     out.file_status = await page.textContent("#status");
     out.console = logs;
+    if (abShot) {
+      // The blind A/B page: ask by upload, both replies appear, vote left.
+      await page.goto(url.replace(/\/$/, "") + "/ab");
+      await page.setInputFiles("#file", audio);
+      await page.waitForSelector("#vote-left:not([disabled])", { timeout: 180000 });
+      out.ab_left = await page.textContent("#left");
+      out.ab_right = await page.textContent("#right");
+      await page.screenshot({ path: abShot, fullPage: true });
+      await page.click("#vote-left");
+      await page.waitForSelector('#status[data-voted="1"]', { timeout: 30000 });
+      out.ab_status = await page.textContent("#status");
+    }
   } finally {
     await browser.close();
   }

@@ -328,7 +328,9 @@ fn the_page_records_sends_and_streams_the_reply_in_chromium() {
     assert!(out.status.success(), "tools/browser/setup failed");
     let node_dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
     let audio = clip("asterisk/sounds/vm-savefolder.wav");
-    let server = start(&[]);
+    let votes_dir = tempfile::tempdir().unwrap();
+    let votes = votes_dir.path().join("votes.sqlite");
+    let server = start(&["--ab-cascade", "--votes", votes.to_str().unwrap()]);
     let page = http(
         &server.addr,
         "GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
@@ -343,12 +345,14 @@ fn the_page_records_sends_and_streams_the_reply_in_chromium() {
     );
     let shot = tempfile::tempdir().unwrap();
     let png = shot.path().join("page.png");
+    let ab_png = shot.path().join("ab.png");
     let o = Command::new("node")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/page_test.js"))
         .args([
             &format!("http://{}/", server.addr),
             &audio,
             png.to_str().unwrap(),
+            ab_png.to_str().unwrap(),
         ])
         .env("NODE_PATH", node_dir.join("node_modules"))
         .output()
@@ -375,8 +379,31 @@ fn the_page_records_sends_and_streams_the_reply_in_chromium() {
         "screenshot"
     );
     if let Ok(keep) = std::env::var("DIVA_PAGE_SCREENSHOT") {
-        std::fs::copy(&png, keep).unwrap();
+        std::fs::copy(&png, &keep).unwrap();
+        std::fs::copy(&ab_png, format!("{keep}.ab.png")).unwrap();
     }
+    // The A/B page showed two replies and its vote is in SQLite.
+    assert!(
+        !v["ab_left"].as_str().unwrap().is_empty() && !v["ab_right"].as_str().unwrap().is_empty(),
+        "{v}"
+    );
+    assert!(
+        v["ab_status"].as_str().unwrap().contains("vote recorded"),
+        "{v}"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_diva"))
+        .args([
+            "eval",
+            "arena",
+            "--votes",
+            votes.to_str().unwrap(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let arena: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(arena["votes"], 1, "{arena}");
     // The upload path sends the file as is: the reply is the API's.
     let b64 = {
         let o = Command::new("base64")
