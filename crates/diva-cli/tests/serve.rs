@@ -527,3 +527,79 @@ fn the_ab_study_answers_with_both_systems_and_records_votes() {
         if cascade_left { 1.0 } else { 0.0 }
     );
 }
+
+/// Abuse: 100 KB of headers, a body that trickles in, a body over the limit
+/// sent chunked; each gets its 4xx, and /health answers 200 throughout.
+#[test]
+fn abusive_requests_get_their_4xx_and_the_server_stays_up() {
+    let server = start(&["--max-body-mb", "1", "--body-timeout-s", "2"]);
+    let health = || {
+        http(
+            &server.addr,
+            "GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+    };
+    let big = "a".repeat(100 * 1024);
+    let r = http(
+        &server.addr,
+        &format!(
+            "GET /v1/models HTTP/1.1\r\nhost: x\r\nx-junk: {big}\r\nconnection: close\r\n\r\n"
+        ),
+    );
+    assert!(
+        r.starts_with("HTTP/1.1 431") || r.starts_with("HTTP/1.1 400"),
+        "{}",
+        &r[..r.len().min(200)]
+    );
+    assert!(health().starts_with("HTTP/1.1 200"));
+
+    // Slow loris: the headers promise 1000 bytes, one arrives per second.
+    let mut s = TcpStream::connect(&server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{").unwrap();
+    let t0 = std::time::Instant::now();
+    let trickle = std::thread::spawn({
+        let mut w = s.try_clone().unwrap();
+        move || {
+            for _ in 0..10 {
+                std::thread::sleep(Duration::from_millis(500));
+                if w.write_all(b" ").is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    // Meanwhile the server answers others.
+    assert!(health().starts_with("HTTP/1.1 200"));
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert!(out.contains("did not arrive within 2 s"), "{out}");
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    trickle.join().unwrap();
+
+    // Over the limit without a content-length (chunked): 413 all the same.
+    let mut s = TcpStream::connect(&server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n").unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..20 {
+        let head = format!("{:x}\r\n", chunk.len());
+        if s.write_all(head.as_bytes())
+            .and_then(|_| s.write_all(&chunk))
+            .and_then(|_| s.write_all(b"\r\n"))
+            .is_err()
+        {
+            break;
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(
+        out.starts_with("HTTP/1.1 413"),
+        "{}",
+        &out[..out.len().min(300)]
+    );
+    assert!(health().starts_with("HTTP/1.1 200"));
+}

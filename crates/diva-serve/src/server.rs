@@ -39,6 +39,69 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     /// The A/B study's vote database (with a second system loaded).
     pub votes: Option<std::path::PathBuf>,
+    /// A request body must arrive within this (a slow sender gets 408).
+    pub body_timeout: Duration,
+}
+
+/// Request headers larger than this in all get 431 (a client sending 100 KB
+/// of headers wants something other than an answer).
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Every request passes here first: header size, then the whole body read
+/// with a deadline and the size limit, so handlers never wait on a slow
+/// client and never see more than `max_body_bytes`.
+async fn guard(
+    State(s): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        let e = ApiError {
+            status: 431,
+            message: format!(
+                "request headers of {header_bytes} bytes, over the limit of {MAX_HEADER_BYTES}"
+            ),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some("headers_too_large"),
+        };
+        return e.into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let limit = s.opts.max_body_bytes;
+    match tokio::time::timeout(s.opts.body_timeout, axum::body::to_bytes(body, limit)).await {
+        Err(_) => ApiError {
+            status: 408,
+            message: format!(
+                "the request body did not arrive within {} s",
+                s.opts.body_timeout.as_secs_f64()
+            ),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some("request_timeout"),
+        }
+        .into_response(),
+        Ok(Err(e))
+            if format!("{e:?}").contains("LengthLimit")
+                || e.to_string().contains("length limit") =>
+        {
+            ApiError::too_large(limit).into_response()
+        }
+        Ok(Err(e)) => ApiError::bad_request(format!("cannot read the request body: {e}"), None)
+            .into_response(),
+        Ok(Ok(bytes)) => {
+            next.run(axum::extract::Request::from_parts(
+                parts,
+                axum::body::Body::from(bytes),
+            ))
+            .await
+        }
+    }
 }
 
 pub(crate) struct AppState {
@@ -149,6 +212,7 @@ pub fn router(
         .route("/ab/trial", post(crate::ab::trial))
         .route("/ab/vote", post(crate::ab::vote))
         .layer(DefaultBodyLimit::max(opts.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state);
     Ok((app, handle))
 }

@@ -40,6 +40,9 @@ pub struct Args {
     /// Largest request body, in MB (base64 audio included); more get 413.
     #[arg(long, default_value_t = 25)]
     max_body_mb: usize,
+    /// Seconds a request body may take to arrive; a slower client gets 408.
+    #[arg(long, default_value_t = 30.0)]
+    body_timeout_s: f64,
     /// The model name `/v1/models` lists (requests may name any model).
     #[arg(long, default_value = "diva")]
     model_id: String,
@@ -82,6 +85,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         max_queue: a.max_queue,
         max_body_bytes: a.max_body_mb.saturating_mul(1_000_000),
         votes: a.votes,
+        body_timeout: std::time::Duration::from_secs_f64(a.body_timeout_s.max(0.001).min(86_400.0)),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
