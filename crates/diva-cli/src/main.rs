@@ -182,9 +182,9 @@ mod tests {
                 if id == "help" || id == "version" {
                     continue;
                 }
-                if !arg
+                if arg
                     .get_help()
-                    .is_some_and(|h| !h.to_string().trim().is_empty())
+                    .is_none_or(|h| h.to_string().trim().is_empty())
                 {
                     problems.push(format!("diva {name}: {id} has no description"));
                 }

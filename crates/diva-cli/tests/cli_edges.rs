@@ -102,9 +102,6 @@ fn a_closed_stdout_ends_every_printing_command_quietly() {
 
 /// Refused by the argument parser, naming the flag: nothing was loaded (an
 /// empty model cache would otherwise be the error).
-
-/// Refused by the argument parser, naming the flag: nothing was loaded (an
-/// empty model cache would otherwise be the error).
 #[test]
 fn non_finite_sampling_values_are_refused_before_loading() {
     let empty = tempfile::tempdir().unwrap();

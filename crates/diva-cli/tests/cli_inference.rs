@@ -357,7 +357,7 @@ fn every_inference_help_has_an_example_and_num_queries() {
         let help = text(&run(&[cmd, "--help"]).stdout);
         assert!(
             help.contains(&format!("Examples:\n  diva {cmd}"))
-                || help.contains(&format!("Examples:\n  curl")),
+                || help.contains("Examples:\n  curl"),
             "{cmd}: {help}"
         );
     }

@@ -41,7 +41,7 @@ pub struct Args {
     #[arg(long, default_value_t = 25)]
     max_body_mb: usize,
     /// Seconds a request body may take to arrive; a slower client gets 408.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, value_parser = seconds)]
     body_timeout_s: f64,
     /// The model name `/v1/models` lists (requests may name any model).
     #[arg(long, default_value = "diva")]
@@ -57,6 +57,20 @@ pub struct Args {
     /// them with `diva eval arena --votes FILE`.
     #[arg(long, requires = "ab")]
     votes: Option<std::path::PathBuf>,
+}
+
+/// A duration in seconds: finite, positive, at most a day.
+fn seconds(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if v.is_finite() && v > 0.0 && v <= 86_400.0 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{s} s: give a number of seconds above 0 and at most 86400"
+        ))
+    }
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -85,7 +99,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         max_queue: a.max_queue,
         max_body_bytes: a.max_body_mb.saturating_mul(1_000_000),
         votes: a.votes,
-        body_timeout: std::time::Duration::from_secs_f64(a.body_timeout_s.max(0.001).min(86_400.0)),
+        body_timeout: std::time::Duration::from_secs_f64(a.body_timeout_s),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -143,7 +143,7 @@ pub fn encoder_frames(dir: &Path) -> Result<Option<usize>> {
         Some(v) => match v.as_u64() {
             Some(f) if f >= 1 => Ok(Some(f as usize)),
             _ => Err(Error::model(
-                &dir.join("config.json"),
+                dir.join("config.json"),
                 format!("encoder_frames must be a positive integer, got {v}"),
             )),
         },
