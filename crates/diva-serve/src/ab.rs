@@ -17,14 +17,13 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
-use base64::Engine;
 use diva_core::generate::SamplingParams;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::api::ApiError;
-use crate::prepare::{Piece, Prepared};
+use crate::prepare::{decode_audio, decode_base64, Piece, Prepared};
 use crate::server::{admit, authorized, collect_response, finish_request, AppState};
 use crate::worker::{Job, Work};
 
@@ -107,17 +106,12 @@ async fn trial_inner(
             None,
         )
     })?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(req.audio.trim())
-        .map_err(|e| {
-            ApiError::bad_request(format!("audio is not valid base64 ({e})"), Some("audio"))
-        })?;
+    let bytes = decode_base64(&req.audio, "audio", "audio")?;
     let sha = format!("{:x}", Sha256::digest(&bytes));
     let permit = admit(s)?;
     let format = req.format.clone();
     let pcm = tokio::task::spawn_blocking(move || {
-        diva_core::audio::load_pcm_16k_bytes(bytes, format.as_deref(), Path::new("audio"))
-            .map_err(|e| ApiError::bad_request(format!("{e}"), Some("audio")))
+        decode_audio(bytes, format.as_deref(), "audio", "audio")
     })
     .await
     .map_err(|e| ApiError::internal(format!("audio decoding failed: {e}")))??;

@@ -180,12 +180,17 @@ fn user_pieces(content: Option<Content>, i: usize) -> Result<Vec<Piece>, ApiErro
         out.push(match p {
             ContentPart::Text { text } => Piece::Text(text),
             ContentPart::InputAudio { input_audio } => {
-                let bytes = decode_base64(&input_audio.data, &at)?;
-                Piece::Audio(decode_audio(bytes, input_audio.format.as_deref(), &at)?)
+                let bytes = decode_base64(&input_audio.data, &at, "messages")?;
+                Piece::Audio(decode_audio(
+                    bytes,
+                    input_audio.format.as_deref(),
+                    &at,
+                    "messages",
+                )?)
             }
             ContentPart::AudioUrl { audio_url } => {
                 let (format, bytes) = data_url(&audio_url.url, &at)?;
-                Piece::Audio(decode_audio(bytes, format.as_deref(), &at)?)
+                Piece::Audio(decode_audio(bytes, format.as_deref(), &at, "messages")?)
             }
             ContentPart::Unsupported => {
                 return Err(ApiError::bad_request(
@@ -198,13 +203,18 @@ fn user_pieces(content: Option<Content>, i: usize) -> Result<Vec<Piece>, ApiErro
     Ok(out)
 }
 
-fn decode_base64(data: &str, at: &str) -> Result<Vec<u8>, ApiError> {
+/// Base64 → bytes; errors name `at` and the request field `param`.
+pub(crate) fn decode_base64(
+    data: &str,
+    at: &str,
+    param: &'static str,
+) -> Result<Vec<u8>, ApiError> {
     base64::engine::general_purpose::STANDARD
         .decode(data.trim())
         .map_err(|e| {
             ApiError::bad_request(
                 format!("{at}: audio data is not valid base64 ({e})"),
-                Some("messages"),
+                Some(param),
             )
         })
 }
@@ -234,14 +244,21 @@ fn data_url(url: &str, at: &str) -> Result<(Option<String>, Vec<u8>), ApiError> 
         "x-flac" => "flac".to_string(),
         other => other.to_string(),
     });
-    Ok((format, decode_base64(data, at)?))
+    Ok((format, decode_base64(data, at, "messages")?))
 }
 
-fn decode_audio(bytes: Vec<u8>, format: Option<&str>, at: &str) -> Result<Vec<f32>, ApiError> {
+/// Audio bytes → 16 kHz PCM, refusing empty, unknown-format and over-30 s
+/// audio; errors name `at` and the request field `param`.
+pub(crate) fn decode_audio(
+    bytes: Vec<u8>,
+    format: Option<&str>,
+    at: &str,
+    param: &'static str,
+) -> Result<Vec<f32>, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::bad_request(
             format!("{at}: the audio is empty"),
-            Some("messages"),
+            Some(param),
         ));
     }
     let format = format.map(|f| f.to_ascii_lowercase());
@@ -249,23 +266,23 @@ fn decode_audio(bytes: Vec<u8>, format: Option<&str>, at: &str) -> Result<Vec<f3
         if !["wav", "mp3", "flac", "ogg", "oga", "opus"].contains(&f.as_str()) {
             return Err(ApiError::bad_request(
                 format!("{at}: audio format `{f}` is not supported (wav, mp3, flac, ogg)"),
-                Some("messages"),
+                Some(param),
             ));
         }
     }
     let pcm = diva_core::audio::load_pcm_16k_bytes(bytes, format.as_deref(), Path::new(at))
-        .map_err(|e| ApiError::bad_request(format!("{e}"), Some("messages")))?;
+        .map_err(|e| ApiError::bad_request(format!("{e}"), Some(param)))?;
     if pcm.is_empty() {
         return Err(ApiError::bad_request(
             format!("{at}: the audio has no samples"),
-            Some("messages"),
+            Some(param),
         ));
     }
     let secs = pcm.len() as f64 / 16_000.0;
     if secs > MAX_AUDIO_SECONDS + 0.05 {
         return Err(ApiError::bad_request(
             format!("{at}: {secs:.1} s of audio; DiVA hears one {MAX_AUDIO_SECONDS:.0} s window, so send at most that"),
-            Some("messages"),
+            Some(param),
         ));
     }
     Ok(pcm)

@@ -70,7 +70,7 @@ pub fn run(systems: Vec<Assistant>, jobs: mpsc::Receiver<Job>) {
                 }
             }
             Work::Transcribe { pcm, reply } => {
-                let r = transcribe(&systems[0], &pcm);
+                let r = systems[0].transcript(&pcm).map_err(internal);
                 metrics::gauge!("diva_running_requests").set(0.0);
                 drop(permit.take());
                 let _ = reply.send(r);
@@ -79,11 +79,6 @@ pub fn run(systems: Vec<Assistant>, jobs: mpsc::Receiver<Job>) {
         metrics::gauge!("diva_running_requests").set(0.0);
         drop(permit);
     }
-}
-
-fn transcribe(assistant: &Assistant, pcm: &[f32]) -> Result<Vec<String>, ApiError> {
-    let t = assistant.transcript(pcm).map_err(internal)?;
-    Ok(t)
 }
 
 /// The cascade hears through Whisper: audio pieces become their transcripts.
