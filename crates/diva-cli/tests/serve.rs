@@ -49,7 +49,9 @@ impl Drop for Server {
     }
 }
 
-/// Start `diva serve --port 0 …` and wait for its "listening on" line.
+/// Start `diva serve --port 0 …`; wait for its "listening on" line, check
+/// that `/health` says 503 "loading" then (the weights load after the
+/// socket is bound), and wait for its "ready" line.
 fn start(extra: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_diva"))
         .args(["serve", "--port", "0"])
@@ -61,16 +63,29 @@ fn start(extra: &[&str]) -> Server {
         .expect("spawn diva serve");
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();
-    let addr = loop {
+    let mut next_line = |seen: &mut String| {
         let mut line = String::new();
         if err.read_line(&mut line).unwrap() == 0 {
-            panic!("diva serve exited before listening:\n{seen}");
+            panic!("diva serve exited early:\n{seen}");
         }
         seen.push_str(&line);
+        line
+    };
+    let addr = loop {
+        let line = next_line(&mut seen);
         if let Some(rest) = line.split("listening on http://").nth(1) {
             break rest.split_whitespace().next().unwrap().to_string();
         }
     };
+    let health = http(
+        &addr,
+        "GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    );
+    assert!(
+        health.starts_with("HTTP/1.1 503") && health.contains(r#""status":"loading""#),
+        "before the model is in, /health must be 503 loading: {health}"
+    );
+    while !next_line(&mut seen).contains("ready: model loaded") {}
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || {
         let mut sink = String::new();
@@ -120,7 +135,16 @@ fn chat_reply(audio: &str, max_tokens: &str) -> String {
 fn the_official_openai_client_talks_to_diva_serve() {
     let python = client_python();
     let audio = clip("asterisk/sounds/vm-savefolder.wav");
-    let server = start(&["--api-key", "k3y", "--max-queue", "0", "--max-body-mb", "1"]);
+    let server = start(&[
+        "--api-key",
+        "k3y",
+        "--max-batch",
+        "1",
+        "--max-queue",
+        "0",
+        "--max-body-mb",
+        "1",
+    ]);
     let o = Command::new(&python)
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -186,7 +210,16 @@ fn the_official_openai_client_talks_to_diva_serve() {
         "{e}"
     );
     assert_eq!(e["413"]["status"], 413, "{e}");
-    assert_eq!(e["429"]["class"], "RateLimitError", "{e}");
+    assert_eq!(
+        e["429"]["class"], "RateLimitError",
+        "{e}; the long reply meant to hold the slot: {}",
+        v["long_reply"]
+    );
+    assert!(
+        v["long_reply"]["chunks"].as_u64().unwrap() > 1,
+        "{}",
+        v["long_reply"]
+    );
     assert_eq!(e["language"]["class"], "BadRequestError", "{e}");
     assert!(
         e["language"]["message"]
@@ -264,12 +297,98 @@ fn raw_http_errors_use_openais_body_and_health_stays_up() {
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
 }
 
+/// Continuous batching: requests that arrive together decode in one batch
+/// (the server's batch-size histogram shows steps of more than one row),
+/// streams join while others run, and every greedy reply, audio and text,
+/// equals the one the same server gives that request alone.
+#[test]
+fn concurrent_requests_decode_as_one_batch_with_the_replies_they_get_alone() {
+    let server = start(&["--max-batch", "4"]);
+    let audio = clip("asterisk/sounds/vm-savefolder.wav");
+    let b64 = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&audio).unwrap())
+    };
+    let bodies: Vec<String> = [
+        r#"{"role":"user","content":"What is the capital of France?"}"#.to_string(),
+        r#"{"role":"user","content":"Name three colours, please."}"#.to_string(),
+        format!(
+            r#"{{"role":"user","content":[{{"type":"input_audio","input_audio":{{"data":"{b64}","format":"wav"}}}}]}}"#
+        ),
+        r#"{"role":"system","content":"Answer in French."},{"role":"user","content":"Hi"}"#
+            .to_string(),
+    ]
+    .iter()
+    .map(|m| format!(r#"{{"max_tokens": 24, "temperature": 0, "messages": [{m}]}}"#))
+    .collect();
+    let content = |r: &str| -> String {
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        let v: serde_json::Value =
+            serde_json::from_str(&r[r.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let alone: Vec<String> = bodies
+        .iter()
+        .map(|b| content(&post(&server.addr, "/v1/chat/completions", b, "")))
+        .collect();
+    let metrics = |addr: &str| {
+        http(
+            addr,
+            "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+    };
+    let bucket = |m: &str, name: &str| -> f64 {
+        m.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .map_or(0.0, |v| v.parse().unwrap())
+    };
+    let m0 = metrics(&server.addr);
+    let (one0, all0) = (
+        bucket(&m0, "diva_decode_batch_size_bucket{le=\"1\"}"),
+        bucket(&m0, "diva_decode_batch_size_count"),
+    );
+    // All four at once, twice (the second round's requests join a batch
+    // that is already running in some order).
+    for round in 0..2 {
+        let together: Vec<String> = std::thread::scope(|sc| {
+            let hs: Vec<_> = bodies
+                .iter()
+                .map(|b| {
+                    let addr = server.addr.clone();
+                    sc.spawn(move || post(&addr, "/v1/chat/completions", b, ""))
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| content(&h.join().unwrap()))
+                .collect()
+        });
+        for (i, (a, t)) in alone.iter().zip(&together).enumerate() {
+            assert_eq!(
+                a, t,
+                "round {round}, request {i}: batched reply differs from alone"
+            );
+        }
+    }
+    let m1 = metrics(&server.addr);
+    let multi = (bucket(&m1, "diva_decode_batch_size_count") - all0)
+        - (bucket(&m1, "diva_decode_batch_size_bucket{le=\"1\"}") - one0);
+    assert!(
+        multi > 10.0,
+        "only {multi} decode steps ran more than one row:\n{m1}"
+    );
+    assert!(alone.iter().all(|r| !r.is_empty()), "{alone:?}");
+}
+
 /// A client that goes away mid-stream frees the model: with room for one
 /// request only, the next one is admitted within moments instead of waiting
 /// for (or being refused during) the abandoned 200-token reply.
 #[test]
 fn a_disconnected_stream_is_cancelled() {
-    let server = start(&["--max-queue", "0"]);
+    let server = start(&["--max-batch", "1", "--max-queue", "0"]);
     let body = r#"{"stream": true, "max_tokens": 200, "messages": [{"role":"user","content":"Tell me a long story about a dragon."}]}"#;
     let mut s = TcpStream::connect(&server.addr).unwrap();
     s.write_all(
@@ -602,4 +721,101 @@ fn abusive_requests_get_their_4xx_and_the_server_stays_up() {
         &out[..out.len().min(300)]
     );
     assert!(health().starts_with("HTTP/1.1 200"));
+}
+
+/// The load test's 30-second version (scripts/load-test runs 10 minutes):
+/// 64 clients streaming audio and text requests back to back against the
+/// default limits; every request is answered 200 or 429, none is dropped,
+/// no 5xx, and /health is 200 afterwards.
+#[test]
+fn sixty_four_clients_for_thirty_seconds_get_200_or_429_and_nothing_drops() {
+    let python = client_python();
+    let o = Command::new(&python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tools/client/load_test.py"
+        ))
+        .args(["--diva", env!("CARGO_BIN_EXE_diva")])
+        .args(["--audio", &clip("asterisk/sounds/vm-savefolder.wav")])
+        .args(["--clients", "64", "--seconds", "30", "--streams", "0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("load test printed no JSON ({e}):\n{err}"));
+    let load = &v["load"];
+    assert!(o.status.success(), "{load}\n{err}");
+    assert_eq!(load["five_xx"], 0, "{load}");
+    assert_eq!(load["dropped"], 0, "{load}");
+    assert_eq!(load["health_after"], 200, "{load}");
+    let status = load["status"].as_object().unwrap();
+    assert!(status.keys().all(|k| k == "200" || k == "429"), "{load}");
+    assert!(status["200"].as_u64().unwrap() >= 10, "{load}");
+    assert!(load["rss_peak_mib"].as_f64().unwrap() > 0.0, "{load}");
+}
+
+/// SIGTERM drains: a reply streaming when the signal comes runs to its end
+/// (`finish_reason` and `data: [DONE]`), then the process exits 0.
+#[test]
+fn sigterm_lets_the_stream_in_flight_finish_then_exits_cleanly() {
+    let mut server = start(&[]);
+    let body = r#"{"stream": true, "max_tokens": 60, "temperature": 0, "messages": [{"role":"user","content":"Tell me a long story about a dragon."}]}"#;
+    let mut s = TcpStream::connect(&server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    s.write_all(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    while !line.starts_with("data: ") {
+        line.clear();
+        assert!(r.read_line(&mut line).unwrap() > 0, "stream ended early");
+    }
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut rest = String::new();
+    r.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("\"finish_reason\":\"length\""), "{rest}");
+    // The body is chunked: the last SSE event, then the zero-length chunk.
+    assert!(rest.contains("data: [DONE]"), "{rest}");
+    assert!(rest.trim_end().ends_with("\r\n0"), "{rest}");
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = server.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "still running 30 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+/// A model that fails to load (after the socket is bound) ends the server
+/// with the loader's error and a non-zero exit, instead of a server that
+/// answers 503 forever.
+#[test]
+fn a_model_that_fails_to_load_ends_the_server_with_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.gguf");
+    std::fs::write(&bad, b"GGUF but not really").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_diva"))
+        .args(["serve", "--port", "0", "--llm"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("broken.gguf"), "{err}");
 }

@@ -9,6 +9,7 @@ import base64
 import json
 import sys
 import threading
+import time
 
 import openai
 
@@ -91,19 +92,39 @@ errors["language"] = error_of(french)
 errors["413"] = error_of(lambda: client.chat.completions.create(model="diva", messages=huge))
 
 # A full queue: one long reply runs (the server admits one at a time in this
-# test), so a second request at once is refused with 429.
-started = threading.Event()
+# test), so a second request at once is refused with 429. The long request
+# may itself meet the slot still held by the previous request's worker, so it
+# retries on 429 until admitted; the probe goes out only once its stream has
+# delivered a chunk, and it holds the stream open (unread) until the probe is
+# answered, so the slot is still taken whatever the reply's length.
+started, probed = threading.Event(), threading.Event()
+long_outcome = {"attempts": 0, "chunks": 0, "error": None}
 def long_reply():
-    s = client.chat.completions.create(model="diva", messages=voice, max_tokens=200,
-                                       temperature=0, stream=True)
-    for i, _ in enumerate(s):
-        if i == 1:
-            started.set()
-    started.set()
+    try:
+        for _ in range(50):
+            long_outcome["attempts"] += 1
+            try:
+                s = client.chat.completions.create(model="diva", messages=voice, max_tokens=200,
+                                                   temperature=0, stream=True)
+            except openai.RateLimitError:
+                time.sleep(0.2)
+                continue
+            for _ in s:
+                long_outcome["chunks"] += 1
+                if long_outcome["chunks"] == 1:
+                    started.set()
+                    probed.wait(60)
+            return
+    except Exception as e:  # recorded for the Rust side's assertion message
+        long_outcome["error"] = repr(e)
+    finally:
+        started.set()
 t = threading.Thread(target=long_reply)
 t.start()
 started.wait(120)
 errors["429"] = error_of(lambda: client.chat.completions.create(model="diva", messages=voice, max_tokens=4))
+probed.set()
 t.join()
+out["long_reply"] = long_outcome
 out["errors"] = errors
 print(json.dumps(out))

@@ -146,11 +146,21 @@ impl ApiError {
         }
     }
 
-    pub fn busy(queue: usize) -> Self {
+    pub fn loading() -> Self {
+        Self {
+            status: 503,
+            message: "the model is still loading; retry in a few seconds (GET /health says 200 when it is ready)".into(),
+            kind: "server_error",
+            param: None,
+            code: Some("loading"),
+        }
+    }
+
+    pub fn busy(batch: usize, queue: usize) -> Self {
         Self {
             status: 429,
             message: format!(
-                "the server is busy: one request is being answered and {queue} are waiting, the most `diva serve --max-queue` allows; retry later"
+                "the server is busy: {batch} requests are being answered (`diva serve --max-batch`) and {queue} are waiting (`--max-queue`); retry later"
             ),
             kind: "rate_limit_error",
             param: None,

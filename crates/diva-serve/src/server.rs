@@ -34,7 +34,10 @@ pub struct ServeOptions {
     pub api_key: Option<String>,
     /// The name `/v1/models` lists (any `model` in a request is accepted).
     pub model_id: String,
-    /// Requests that may wait while one runs; more get 429.
+    /// Replies decoded together, one batched LLM step for all (continuous
+    /// batching); more requests wait.
+    pub max_batch: usize,
+    /// Requests that may wait while `max_batch` run; more get 429.
     pub max_queue: usize,
     pub max_body_bytes: usize,
     /// The A/B study's vote database (with a second system loaded).
@@ -107,18 +110,31 @@ async fn guard(
 pub(crate) struct AppState {
     pub(crate) jobs: mpsc::SyncSender<Job>,
     pub(crate) admission: Arc<Semaphore>,
+    /// Replies in the worker's batch now.
+    pub(crate) running: Arc<std::sync::atomic::AtomicUsize>,
     pub(crate) opts: ServeOptions,
     pub(crate) draining: AtomicBool,
     pub(crate) metrics: metrics_exporter_prometheus::PrometheusHandle,
-    /// Whether the loaded Whisper is English-only (`*.en`).
-    pub(crate) english_only: bool,
+    /// Set by the model thread once the systems are loaded: whether the
+    /// loaded Whisper is English-only (`*.en`). Unset: still loading, and
+    /// every model request gets 503.
+    pub(crate) loaded: std::sync::OnceLock<Loaded>,
     /// The names of the loaded systems (`model` in requests picks one).
     pub(crate) systems: Vec<String>,
     /// The A/B study: open trials and the vote store.
     pub(crate) ab: Option<crate::ab::Study>,
 }
 
+/// What the HTTP side learns when the models are in memory.
+pub(crate) struct Loaded {
+    pub(crate) english_only: bool,
+}
+
 impl AppState {
+    pub(crate) fn english_only(&self) -> bool {
+        self.loaded.get().is_some_and(|l| l.english_only)
+    }
+
     /// The system a request's `model` names; the main one for any other name
     /// (clients often send a fixed name such as "gpt-4o").
     fn system_index(&self, model: Option<&str>) -> usize {
@@ -142,6 +158,11 @@ fn prometheus() -> metrics_exporter_prometheus::PrometheusHandle {
             let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
                 .set_buckets(LATENCY_BUCKETS)
                 .expect("non-empty buckets")
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("diva_decode_batch_size".into()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+                )
+                .expect("non-empty buckets")
                 .build_recorder();
             let handle = recorder.handle();
             // Fails only if another recorder was installed first; then ours
@@ -156,7 +177,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut r = (status, Json(self.body())).into_response();
-        if self.status == 429 {
+        if self.status == 429 || self.status == 503 {
             r.headers_mut()
                 .insert("retry-after", HeaderValue::from_static("1"));
         }
@@ -164,15 +185,24 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The router over a worker that owns `assistant` (tests call this with
-/// their own listener).
+/// Loads the systems to serve, `(name, assistant)`, the main one first; run
+/// on the model thread after the server listens.
+pub type Loader = Box<dyn FnOnce() -> anyhow::Result<Vec<(String, Assistant)>> + Send>;
+
+/// The router over a model thread that first runs `load` (the systems named
+/// `names`, the main one first), then answers. Until then `/health` and
+/// every model request answer 503; the returned receiver says how loading
+/// went (tests call this with their own listener).
 pub fn router(
-    systems: Vec<(String, Assistant)>,
+    names: Vec<String>,
+    load: Loader,
     opts: ServeOptions,
-) -> anyhow::Result<(Router, Arc<DrainHandle>)> {
-    anyhow::ensure!(!systems.is_empty(), "no system to serve");
-    let english_only = systems[0].1.english_only();
-    let (names, assistants): (Vec<String>, Vec<Assistant>) = systems.into_iter().unzip();
+) -> anyhow::Result<(
+    Router,
+    Arc<DrainHandle>,
+    tokio::sync::oneshot::Receiver<anyhow::Result<f64>>,
+)> {
+    anyhow::ensure!(!names.is_empty(), "no system to serve");
     let ab = match (&opts.votes, names.len()) {
         (Some(p), 2) => Some(crate::ab::Study::open(
             p,
@@ -184,21 +214,49 @@ pub fn router(
         (None, _) => None,
     };
     // The semaphore bounds admission; the channel itself never fills.
-    let (tx, rx) = mpsc::sync_channel::<Job>(opts.max_queue + 1);
-    std::thread::Builder::new()
-        .name("diva-worker".into())
-        .spawn(move || worker::run(assistants, rx))
-        .expect("spawn the model thread");
+    let capacity = opts.max_batch.max(1) + opts.max_queue;
+    let (tx, rx) = mpsc::sync_channel::<Job>(capacity);
+    let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let state = Arc::new(AppState {
         jobs: tx,
-        admission: Arc::new(Semaphore::new(opts.max_queue + 1)),
+        admission: Arc::new(Semaphore::new(capacity)),
+        running: running.clone(),
         draining: AtomicBool::new(false),
         opts: opts.clone(),
         metrics: prometheus(),
-        english_only,
-        systems: names,
+        loaded: std::sync::OnceLock::new(),
+        systems: names.clone(),
         ab,
     });
+    let (done, loaded) = tokio::sync::oneshot::channel();
+    let (max_batch, worker_state) = (opts.max_batch, state.clone());
+    std::thread::Builder::new()
+        .name("diva-worker".into())
+        .spawn(move || {
+            let t0 = Instant::now();
+            let systems = match load() {
+                Ok(s) if s.iter().map(|(n, _)| n).eq(names.iter()) => s,
+                Ok(s) => {
+                    let got: Vec<&String> = s.iter().map(|(n, _)| n).collect();
+                    let _ = done.send(Err(anyhow::anyhow!(
+                        "the loader returned systems {got:?}, the router was given {names:?}"
+                    )));
+                    return;
+                }
+                Err(e) => {
+                    let _ = done.send(Err(e));
+                    return;
+                }
+            };
+            let assistants: Vec<Assistant> = systems.into_iter().map(|(_, a)| a).collect();
+            let _ = worker_state.loaded.set(Loaded {
+                english_only: assistants[0].english_only(),
+            });
+            drop(worker_state);
+            let _ = done.send(Ok(t0.elapsed().as_secs_f64()));
+            worker::run(assistants, rx, max_batch, running)
+        })
+        .expect("spawn the model thread");
     let handle = Arc::new(DrainHandle(state.clone()));
     let app = Router::new()
         .route("/", get(page))
@@ -214,7 +272,7 @@ pub fn router(
         .layer(DefaultBodyLimit::max(opts.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state);
-    Ok((app, handle))
+    Ok((app, handle, loaded))
 }
 
 /// Lets the caller mark the server as draining (`/health` answers 503).
@@ -226,9 +284,11 @@ impl DrainHandle {
     }
 }
 
-/// Listen on `opts.addr` until SIGTERM or Ctrl-C, then finish in-flight
-/// requests and return.
-pub async fn serve(systems: Vec<(String, Assistant)>, opts: ServeOptions) -> anyhow::Result<()> {
+/// Listen on `opts.addr` at once, load the systems on the model thread
+/// (`/health` says 503 until they are in), and serve until SIGTERM or
+/// Ctrl-C, then finish in-flight requests and return. A failed load ends
+/// the server with its error.
+pub async fn serve(names: Vec<String>, load: Loader, opts: ServeOptions) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(opts.addr)
         .await
         .map_err(|e| {
@@ -238,18 +298,42 @@ pub async fn serve(systems: Vec<(String, Assistant)>, opts: ServeOptions) -> any
             )
         })?;
     let local = listener.local_addr()?;
-    let (app, handle) = router(systems, opts)?;
+    let (app, handle, loaded) = router(names, load, opts)?;
     tracing::info!(
-        "listening on http://{local} (POST /v1/chat/completions, GET /v1/models, GET /health)"
+        "listening on http://{local} (POST /v1/chat/completions, GET /v1/models, GET /health); loading the model"
     );
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
+    tokio::spawn(async move {
+        match loaded.await {
+            Ok(Ok(secs)) => tracing::info!("ready: model loaded in {secs:.2}s"),
+            Ok(Err(e)) => {
+                let _ = failed_tx.send(e);
+            }
+            Err(_) => {
+                let _ = failed_tx.send(anyhow::anyhow!("the model thread ended while loading"));
+            }
+        }
+    });
+    let failure = Arc::new(std::sync::Mutex::new(None));
+    let failure_slot = failure.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            handle.drain();
-            tracing::info!("shutting down: finishing requests in flight");
+            tokio::select! {
+                _ = shutdown_signal() => {
+                    handle.drain();
+                    tracing::info!("shutting down: finishing requests in flight");
+                }
+                Ok(e) = failed_rx => {
+                    *failure_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                }
+            }
         })
         .await?;
-    Ok(())
+    let failed = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 async fn shutdown_signal() {
@@ -281,6 +365,13 @@ async fn recorder_js() -> impl IntoResponse {
 }
 
 async fn health(State(s): State<Arc<AppState>>) -> Response {
+    if s.loaded.get().is_none() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "loading"})),
+        )
+            .into_response();
+    }
     if s.draining.load(Ordering::SeqCst) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -358,8 +449,10 @@ pub(crate) fn finish_request(route: &'static str, status: u16, t0: Instant) {
 }
 
 async fn render_metrics(State(s): State<Arc<AppState>>) -> Response {
-    let taken = (s.opts.max_queue + 1).saturating_sub(s.admission.available_permits());
-    metrics::gauge!("diva_queue_length").set(taken.saturating_sub(1) as f64);
+    let capacity = s.opts.max_batch.max(1) + s.opts.max_queue;
+    let taken = capacity.saturating_sub(s.admission.available_permits());
+    let running = s.running.load(std::sync::atomic::Ordering::Relaxed);
+    metrics::gauge!("diva_queue_length").set(taken.saturating_sub(running) as f64);
     (
         [("content-type", "text/plain; version=0.0.4")],
         s.metrics.render(),
@@ -367,12 +460,16 @@ async fn render_metrics(State(s): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// Admission: a permit, or 429 (before any audio is decoded).
+/// Admission: a permit, or 429 (before any audio is decoded); 503 while
+/// the model is loading.
 pub(crate) fn admit(s: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    if s.loaded.get().is_none() {
+        return Err(ApiError::loading());
+    }
     s.admission
         .clone()
         .try_acquire_owned()
-        .map_err(|_| ApiError::busy(s.opts.max_queue))
+        .map_err(|_| ApiError::busy(s.opts.max_batch.max(1), s.opts.max_queue))
 }
 
 async fn transcriptions(
@@ -448,7 +545,7 @@ async fn transcriptions_inner(
         ));
     }
     if let Some(l) = language.as_deref().filter(|l| !l.is_empty() && *l != "en") {
-        let why = if s.english_only {
+        let why = if s.english_only() {
             "the loaded Whisper is English-only (start the server with --whisper base for others)"
         } else {
             "the server transcribes English only for now"

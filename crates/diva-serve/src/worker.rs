@@ -1,11 +1,16 @@
-//! The thread that owns the model: it takes prepared requests in order and
-//! streams each reply back as events. One request runs at a time (decode
-//! steps of concurrent requests are not batched yet); the HTTP side bounds
-//! how many wait.
+//! The thread that owns the models and runs continuous batching: requests
+//! join the running batch between decode steps and leave it when their reply
+//! ends, and each step runs every running reply's next token through the LLM
+//! as one batch (one per loaded system), so the weights are read once per
+//! step for all streams. A joining request's prompt (audio encoding, the
+//! connector, prefill) runs alone between two steps. The HTTP side bounds
+//! how many run and wait.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Instant;
 
-use diva_core::generate::{Assistant, Part, StopReason};
+use diva_core::generate::{Assistant, Conversation, Decoder, Part, StopReason};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
@@ -44,41 +49,229 @@ pub struct Job {
     pub permit: OwnedSemaphorePermit,
 }
 
-/// Run jobs until every sender is gone. `systems[0]` is the main system
-/// (it also transcribes); an A/B study loads a second.
-pub fn run(systems: Vec<Assistant>, jobs: mpsc::Receiver<Job>) {
-    for job in jobs {
-        metrics::gauge!("diva_running_requests").set(1.0);
-        // The permit is released just before the last event goes out, so a
-        // client that sends its next request the moment it has its reply is
-        // admitted (not refused by a worker still tidying up).
-        let mut permit = Some(job.permit);
-        match job.work {
-            Work::Chat {
-                request,
-                events,
-                system,
-            } => {
-                let assistant = &systems[system.min(systems.len() - 1)];
-                match answer(assistant, &request, &events, &mut permit) {
-                    Ok(()) => {}
-                    // The client went away: nothing to tell it.
-                    Err(e) if events.is_closed() => tracing::debug!("cancelled: {e:?}"),
-                    Err(e) => {
-                        let _ = events.send(Event::Error(e));
-                    }
-                }
+/// A reply in the running batch.
+struct Running<'s> {
+    system: usize,
+    conv: Conversation,
+    decoder: Decoder<'s>,
+    events: UnboundedSender<Event>,
+    permit: OwnedSemaphorePermit,
+    prompt_tokens: usize,
+    audio_tokens: usize,
+    time_to_first_token_s: f64,
+    /// The token chosen this step, to go through the LLM.
+    next: u32,
+}
+
+/// Run jobs until every sender is gone and the batch is empty, with at most
+/// `max_batch` replies decoding together. `systems[0]` is the main system
+/// (it also transcribes); an A/B study loads a second. `running` mirrors
+/// the batch's size for the metrics.
+pub fn run(
+    systems: Vec<Assistant>,
+    jobs: mpsc::Receiver<Job>,
+    max_batch: usize,
+    running: Arc<AtomicUsize>,
+) {
+    let systems = &systems;
+    let mut batch: Vec<Running> = Vec::new();
+    let mut open = true;
+    loop {
+        // Join: wait for work when idle, else take what is waiting.
+        if batch.is_empty() {
+            if !open {
+                return;
             }
-            Work::Transcribe { pcm, reply } => {
-                let r = systems[0].transcript(&pcm).map_err(internal);
-                metrics::gauge!("diva_running_requests").set(0.0);
-                drop(permit.take());
-                let _ = reply.send(r);
+            match jobs.recv() {
+                Ok(job) => start(systems, job, &mut batch),
+                Err(_) => return,
             }
         }
-        metrics::gauge!("diva_running_requests").set(0.0);
-        drop(permit);
+        while open && batch.len() < max_batch.max(1) {
+            match jobs.try_recv() {
+                Ok(job) => start(systems, job, &mut batch),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => open = false,
+            }
+        }
+        running.store(batch.len(), Ordering::Relaxed);
+        metrics::gauge!("diva_running_requests").set(batch.len() as f64);
+        if batch.is_empty() {
+            continue;
+        }
+
+        // Each reply picks its next token; the finished ones leave.
+        let mut i = 0;
+        while i < batch.len() {
+            let r = &mut batch[i];
+            let events = &r.events;
+            let sink = |t: &str| {
+                events
+                    .send(Event::Token(t.to_string()))
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            };
+            match r.decoder.next(r.conv.cached_tokens(), sink) {
+                Ok(Some(id)) => {
+                    r.next = id;
+                    i += 1;
+                }
+                Ok(None) => finish(batch.swap_remove(i)),
+                Err(e) => fail(batch.swap_remove(i), e),
+            }
+        }
+
+        // One batched forward per system for the rest.
+        if !batch.is_empty() {
+            metrics::histogram!("diva_decode_batch_size").record(batch.len() as f64);
+        }
+        for (system, assistant) in systems.iter().enumerate() {
+            let (ids, (mut convs, mut decoders)): (Vec<u32>, (Vec<_>, Vec<_>)) = batch
+                .iter_mut()
+                .filter(|r| r.system == system)
+                .map(|r| (r.next, (&mut r.conv, &mut r.decoder)))
+                .unzip();
+            if ids.is_empty() {
+                continue;
+            }
+            if let Err(e) = assistant.feed_rows(&ids, &mut convs, &mut decoders) {
+                // A failed step leaves the caches undefined: every reply of
+                // this system ends with the error.
+                let msg = format!("{e}");
+                let (failed, kept): (Vec<_>, Vec<_>) =
+                    batch.drain(..).partition(|r| r.system == system);
+                batch = kept;
+                for r in failed {
+                    let _ = r.events.send(Event::Error(ApiError::internal(msg.clone())));
+                }
+            }
+        }
     }
+}
+
+/// A new job: a transcription is answered at once; a chat's prompt is
+/// processed and its reply joins the batch.
+fn start<'s>(systems: &'s [Assistant], job: Job, batch: &mut Vec<Running<'s>>) {
+    let t0 = Instant::now();
+    match job.work {
+        Work::Transcribe { pcm, reply } => {
+            let r = systems[0].transcript(&pcm).map_err(internal);
+            // The permit goes before the reply, so a client that sends its
+            // next request the moment it has this one is admitted.
+            drop(job.permit);
+            let _ = reply.send(r);
+        }
+        Work::Chat {
+            request,
+            events,
+            system,
+        } => {
+            let system = system.min(systems.len() - 1);
+            match begin(&systems[system], &request) {
+                Ok((conv, decoder, prompt_tokens, audio_tokens)) => batch.push(Running {
+                    system,
+                    conv,
+                    decoder,
+                    events,
+                    permit: job.permit,
+                    prompt_tokens,
+                    audio_tokens,
+                    time_to_first_token_s: t0.elapsed().as_secs_f64(),
+                    next: 0,
+                }),
+                // The client went away: nothing to tell it.
+                Err(e) if events.is_closed() => tracing::debug!("cancelled: {e:?}"),
+                Err(e) => {
+                    drop(job.permit);
+                    let _ = events.send(Event::Error(e));
+                }
+            }
+        }
+    }
+}
+
+/// The history into a new conversation, then the last user message's prompt.
+fn begin<'s>(
+    assistant: &'s Assistant,
+    r: &Prepared,
+) -> Result<(Conversation, Decoder<'s>, usize, usize), ApiError> {
+    let mut conv = match &r.system {
+        Some(s) => assistant.conversation_with_system(s).map_err(internal)?,
+        None => assistant.conversation(),
+    };
+    let mut audio_tokens = 0;
+    for turn in &r.history {
+        match turn {
+            Turn::User(pieces) => {
+                let mut tr = Vec::new();
+                let input = assistant
+                    .user_input(&parts(assistant, pieces, &mut tr)?)
+                    .map_err(internal)?;
+                audio_tokens += input.audio_tokens;
+                assistant.prefill(&mut conv, &input).map_err(internal)?;
+            }
+            Turn::Assistant(text) => assistant.push_reply(&mut conv, text).map_err(internal)?,
+        }
+    }
+    let mut tr = Vec::new();
+    let input = assistant
+        .user_input(&parts(assistant, &r.last, &mut tr)?)
+        .map_err(internal)?;
+    audio_tokens += input.audio_tokens;
+    let decoder = assistant
+        .begin_reply(&mut conv, &input, &r.params)
+        .map_err(internal)?;
+    // The cache now holds the whole prompt.
+    let prompt_tokens = conv.cached_tokens();
+    Ok((conv, decoder, prompt_tokens, audio_tokens))
+}
+
+/// A reply that ended: its last text, usage and finish reason.
+fn finish(r: Running) {
+    let events = r.events;
+    let sink = |t: &str| {
+        events
+            .send(Event::Token(t.to_string()))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    };
+    let g = match r.decoder.finish(sink) {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::debug!("cancelled: {e}");
+            return;
+        }
+    };
+    let prompt_tokens = r.prompt_tokens;
+    metrics::counter!("diva_prompt_tokens_total").increment(prompt_tokens as u64);
+    metrics::counter!("diva_audio_tokens_total").increment(r.audio_tokens as u64);
+    metrics::counter!("diva_generated_tokens_total").increment(g.ids.len() as u64);
+    metrics::histogram!("diva_time_to_first_token_seconds").record(r.time_to_first_token_s);
+    // Released just before the last event goes out (see `start`).
+    drop(r.permit);
+    let _ = events.send(Event::Done {
+        finish_reason: match g.stop_reason {
+            StopReason::MaxTokens => "length",
+            StopReason::EndOfTurn | StopReason::StopString => "stop",
+        },
+        usage: Usage {
+            prompt_tokens,
+            completion_tokens: g.ids.len(),
+            total_tokens: prompt_tokens + g.ids.len(),
+            prompt_tokens_details: PromptTokensDetails {
+                audio_tokens: r.audio_tokens,
+            },
+        },
+        time_to_first_token_s: r.time_to_first_token_s,
+    });
+}
+
+/// A reply that failed mid-way, or whose client went away.
+fn fail(r: Running, e: diva_core::Error) {
+    if r.events.is_closed() {
+        tracing::debug!("cancelled after {} tokens: {e}", r.decoder.generated());
+        return;
+    }
+    drop(r.permit);
+    let _ = r.events.send(Event::Error(internal(e)));
 }
 
 /// The cascade hears through Whisper: audio pieces become their transcripts.
@@ -112,66 +305,4 @@ fn internal(e: diva_core::Error) -> ApiError {
         diva_core::Error::Config(m) => ApiError::bad_request(m, Some("messages")),
         other => ApiError::internal(format!("{other}")),
     }
-}
-
-fn answer(
-    assistant: &Assistant,
-    r: &Prepared,
-    events: &UnboundedSender<Event>,
-    permit: &mut Option<OwnedSemaphorePermit>,
-) -> Result<(), ApiError> {
-    let mut conv = match &r.system {
-        Some(s) => assistant.conversation_with_system(s).map_err(internal)?,
-        None => assistant.conversation(),
-    };
-    let mut audio_tokens = 0;
-    for turn in &r.history {
-        match turn {
-            Turn::User(pieces) => {
-                let mut tr = Vec::new();
-                let input = assistant
-                    .user_input(&parts(assistant, pieces, &mut tr)?)
-                    .map_err(internal)?;
-                audio_tokens += input.audio_tokens;
-                assistant.prefill(&mut conv, &input).map_err(internal)?;
-            }
-            Turn::Assistant(text) => assistant.push_reply(&mut conv, text).map_err(internal)?,
-        }
-    }
-    let mut tr = Vec::new();
-    let input = assistant
-        .user_input(&parts(assistant, &r.last, &mut tr)?)
-        .map_err(internal)?;
-    audio_tokens += input.audio_tokens;
-    let cached = conv.cached_tokens();
-    let sink = |t: &str| {
-        events
-            .send(Event::Token(t.to_string()))
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
-    };
-    let reply = assistant
-        .reply_parts(&mut conv, &input, &r.params, sink)
-        .map_err(internal)?;
-    let g = &reply.generation;
-    let prompt_tokens = cached + g.prompt_tokens;
-    metrics::counter!("diva_prompt_tokens_total").increment(prompt_tokens as u64);
-    metrics::counter!("diva_audio_tokens_total").increment(audio_tokens as u64);
-    metrics::counter!("diva_generated_tokens_total").increment(g.ids.len() as u64);
-    metrics::histogram!("diva_time_to_first_token_seconds").record(reply.time_to_first_token_s());
-    metrics::gauge!("diva_running_requests").set(0.0);
-    drop(permit.take());
-    let _ = events.send(Event::Done {
-        finish_reason: match g.stop_reason {
-            StopReason::MaxTokens => "length",
-            StopReason::EndOfTurn | StopReason::StopString => "stop",
-        },
-        usage: Usage {
-            prompt_tokens,
-            completion_tokens: g.ids.len(),
-            total_tokens: prompt_tokens + g.ids.len(),
-            prompt_tokens_details: PromptTokensDetails { audio_tokens },
-        },
-        time_to_first_token_s: reply.time_to_first_token_s(),
-    });
-    Ok(())
 }

@@ -581,11 +581,16 @@ impl LossSums {
             self.distill / a,
             self.align / a
         );
-        if let Some(r) = self.response_kl {
-            s.push_str(&format!(", response KL {:.3}", r / a));
-        }
-        if let Some(r) = self.align_ce {
-            s.push_str(&format!(", align CE {:.3}", r / a));
+        // Every lever's term, in the order `write_means` logs them.
+        for (name, v) in [
+            ("first-token KL", self.kl),
+            ("contrastive", self.contrastive),
+            ("response KL", self.response_kl),
+            ("align CE", self.align_ce),
+        ] {
+            if let Some(v) = v {
+                s.push_str(&format!(", {name} {:.3}", v / a));
+            }
         }
         s
     }

@@ -3,7 +3,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use diva_core::generate::Assistant;
@@ -34,7 +33,11 @@ pub struct Args {
     /// Require `Authorization: Bearer KEY` on every API request.
     #[arg(long, env = "DIVA_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
-    /// Requests that may wait while one is answered; more get 429.
+    /// Replies decoded together in one batched step (continuous batching:
+    /// requests join and leave between steps); 1 answers one at a time.
+    #[arg(long, default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
+    max_batch: usize,
+    /// Requests that may wait while --max-batch are answered; more get 429.
     #[arg(long, default_value_t = 16)]
     max_queue: usize,
     /// Largest request body, in MB (base64 audio included); more get 413.
@@ -75,9 +78,9 @@ fn seconds(s: &str) -> std::result::Result<f64, String> {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     // The transcriber serves /v1/audio/transcriptions (and the cascade).
-    let opts = options(&a.models, true, None)?;
-    let t0 = Instant::now();
-    let mut systems = vec![(a.model_id.clone(), Assistant::load(&opts)?)];
+    // Options are resolved (and bad flags refused) before the server
+    // listens; the weights load on the model thread after it does.
+    let mut loads = vec![(a.model_id.clone(), options(&a.models, true, None)?)];
     if a.ab_model.is_some() || a.ab_cascade {
         let second = ModelArgs {
             model: a.ab_model.clone(),
@@ -86,16 +89,23 @@ pub fn run(a: Args) -> Result<ExitCode> {
             ..a.models.clone()
         };
         let name = if a.ab_cascade { "cascade" } else { "ab" };
-        systems.push((
-            name.to_string(),
-            Assistant::load(&options(&second, true, None)?)?,
-        ));
+        loads.push((name.to_string(), options(&second, true, None)?));
     }
-    tracing::info!("model loaded in {:.2}s", t0.elapsed().as_secs_f64());
+    // The pool choice sets an environment variable: now, while the process
+    // has one thread (the async runtime and the model thread come later).
+    Assistant::prepare_cpu_pools(&loads[0].1)?;
+    let names = loads.iter().map(|(n, _)| n.clone()).collect();
+    let load: diva_serve::server::Loader = Box::new(move || {
+        loads
+            .into_iter()
+            .map(|(name, o)| Ok((name, Assistant::load(&o)?)))
+            .collect()
+    });
     let serve = diva_serve::ServeOptions {
         addr: SocketAddr::new(a.host, a.port),
         api_key: a.api_key.filter(|k| !k.is_empty()),
         model_id: a.model_id,
+        max_batch: a.max_batch,
         max_queue: a.max_queue,
         max_body_bytes: a.max_body_mb.saturating_mul(1_000_000),
         votes: a.votes,
@@ -106,6 +116,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(diva_serve::serve(systems, serve))?;
+    rt.block_on(diva_serve::serve(names, load, serve))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 
-use super::llm::{Generation, TextGenerator};
+use super::llm::{Decoder, Generation, TextGenerator};
 use super::sampling::SamplingParams;
 use super::transcribe::{TranscribeOptions, Transcriber};
 use crate::audio::{self, MelFilters};
@@ -116,13 +116,26 @@ impl Reply {
 }
 
 impl Assistant {
-    pub fn load(o: &AssistantOptions) -> Result<Self> {
-        // Quantized GGUF kernels on the CPU; dense in `dtype` on a GPU.
-        let mode = if o.device.is_cpu() {
+    /// How the LLM's weights load: quantized GGUF kernels on the CPU, dense
+    /// in `dtype` on a GPU.
+    fn weight_mode(o: &AssistantOptions) -> WeightMode {
+        if o.device.is_cpu() {
             WeightMode::Quantized
         } else {
             WeightMode::Dense(o.dtype)
-        };
+        }
+    }
+
+    /// Size candle's CPU pools for loading `o` (one pool unless quantized
+    /// kernels run; see [`crate::cpu_pools`]). [`Self::load`] does this
+    /// itself; a caller that loads on another thread while the process has
+    /// several (`diva serve`) calls it first, while single-threaded.
+    pub fn prepare_cpu_pools(o: &AssistantOptions) -> Result<()> {
+        crate::cpu_pools::use_one_pool_unless_quantized(&o.llm, Self::weight_mode(o))
+    }
+
+    pub fn load(o: &AssistantOptions) -> Result<Self> {
+        let mode = Self::weight_mode(o);
         // Before any candle op: one CPU pool unless quantized kernels run.
         crate::cpu_pools::use_one_pool_unless_quantized(&o.llm, mode)?;
         let tokenizer = LlmTokenizer::from_path(&o.llm)?;
@@ -265,6 +278,40 @@ impl Assistant {
         sink: impl FnMut(&str) -> std::io::Result<()>,
     ) -> Result<Reply> {
         self.answer(conv, &input.middle, input.input_seconds, params, sink)
+    }
+
+    /// Prefill a user message and return its reply's decoder, for a caller
+    /// that drives the decode itself: alone, or batched with other
+    /// conversations' replies by [`Self::feed_rows`] (`diva serve`'s
+    /// continuous batching). [`Self::reply_parts`] is the same reply in one
+    /// call.
+    pub fn begin_reply(
+        &self,
+        conv: &mut Conversation,
+        input: &UserInput,
+        params: &SamplingParams,
+    ) -> Result<Decoder<'_>> {
+        let prompt = self.turn_prompt(conv, &input.middle)?;
+        let d = TextGenerator::new(&self.llm, &self.tokenizer).start(
+            &prompt,
+            &mut conv.cache,
+            params,
+        )?;
+        conv.turns += 1;
+        Ok(d)
+    }
+
+    /// One decode step of several replies begun by [`Self::begin_reply`]:
+    /// `ids[i]` (what `decoders[i].next` chose) continues `convs[i]`, all in
+    /// one batched forward.
+    pub fn feed_rows<'s>(
+        &'s self,
+        ids: &[u32],
+        convs: &mut [&mut Conversation],
+        decoders: &mut [&mut Decoder<'s>],
+    ) -> Result<()> {
+        let mut caches: Vec<&mut KvCache> = convs.iter_mut().map(|c| &mut c.cache).collect();
+        TextGenerator::new(&self.llm, &self.tokenizer).feed_rows(ids, &mut caches, decoders)
     }
 
     /// An earlier user message of the history: into the cache, no reply

@@ -108,7 +108,29 @@ impl<'a> TextGenerator<'a> {
         params: &SamplingParams,
         mut sink: impl FnMut(&str) -> std::io::Result<()>,
     ) -> Result<Generation> {
-        let mut on_text = |t: &str| sink(t).map_err(|e| Error::io("writing the generated text", e));
+        let mut d = self.start(prompt, cache, params)?;
+        while let Some(next) = d.next(cache.len(), &mut sink)? {
+            let x = self.llm.embed(&Tensor::new(&[[next]], &self.llm.device)?)?;
+            let h = self
+                .llm
+                .forward_embeds(&x, None, Some(cache), Exec::Fused)?;
+            d.set_logits(self.llm.logits(&h)?);
+        }
+        d.finish(&mut sink)
+    }
+
+    /// Prefill `prompt` `[1, t, hidden]` after `cache` and return the reply's
+    /// decoder with the first token's logits ready. The caller drives it:
+    /// [`Decoder::next`] picks a token, the caller runs it through the LLM
+    /// (alone, or batched with other replies' tokens by
+    /// [`Self::feed_rows`]) and hands the logits back with
+    /// [`Decoder::set_logits`].
+    pub fn start(
+        &self,
+        prompt: &Tensor,
+        cache: &mut KvCache,
+        params: &SamplingParams,
+    ) -> Result<Decoder<'a>> {
         let prompt_tokens = prompt.dim(1)?;
         let window = self.llm.config.max_position_embeddings;
         if cache.len() + prompt_tokens >= window {
@@ -122,60 +144,137 @@ impl<'a> TextGenerator<'a> {
         let hidden = self
             .llm
             .forward_embeds(prompt, None, Some(cache), Exec::Fused)?;
-        let mut logits = self.llm.logits(&hidden.narrow(1, prompt_tokens - 1, 1)?)?;
-        let prompt_seconds = t0.elapsed().as_secs_f64();
-
-        let mut sampler = Sampler::new(params.clone());
-        let mut stream = TokenStream::new(self.tokenizer, true);
-        let (mut ids, mut text) = (Vec::new(), String::new());
-        let mut stop_reason = StopReason::MaxTokens;
-        let t1 = Instant::now();
-        while ids.len() < params.max_tokens && cache.len() < window {
-            let next = if sampler.is_plain_greedy() && !logits.device().is_cpu() {
-                logits.flatten_all()?.argmax(0)?.to_scalar::<u32>()?
-            } else {
-                let mut row = logits.flatten_all()?.to_vec1::<f32>()?;
-                sampler.sample(&mut row, &ids)
-            };
-            if self.tokenizer.is_stop(next) {
-                stop_reason = StopReason::EndOfTurn;
-                break;
-            }
-            ids.push(next);
-            if let Some(piece) = stream.push(next)? {
-                text.push_str(&piece);
-                if let Some(cut) = stop_string_cut(&text, &params.stop_strings) {
-                    // Emit only what precedes the stop string.
-                    let emitted = text.len() - piece.len();
-                    if cut > emitted {
-                        on_text(&text[emitted..cut])?;
-                    }
-                    text.truncate(cut);
-                    stop_reason = StopReason::StopString;
-                    break;
-                }
-                on_text(&piece)?;
-            }
-            let x = self.llm.embed(&Tensor::new(&[[next]], &self.llm.device)?)?;
-            let h = self
-                .llm
-                .forward_embeds(&x, None, Some(cache), Exec::Fused)?;
-            logits = self.llm.logits(&h)?;
-        }
-        if stop_reason != StopReason::StopString {
-            if let Some(rest) = stream.finish()? {
-                text.push_str(&rest);
-                on_text(&rest)?;
-            }
-        }
-        let decode_seconds = t1.elapsed().as_secs_f64();
-        Ok(Generation {
-            text,
-            ids,
+        let logits = self.llm.logits(&hidden.narrow(1, prompt_tokens - 1, 1)?)?;
+        Ok(Decoder {
+            tokenizer: self.tokenizer,
+            sampler: Sampler::new(params.clone()),
+            stream: TokenStream::new(self.tokenizer, true),
+            ids: Vec::new(),
+            text: String::new(),
+            stop_reason: StopReason::MaxTokens,
+            done: false,
+            logits,
+            window,
             prompt_tokens,
-            stop_reason,
-            prompt_seconds,
-            decode_seconds,
+            prompt_seconds: t0.elapsed().as_secs_f64(),
+            t1: Instant::now(),
+        })
+    }
+
+    /// One decode step of several replies at once: `ids[i]` (what
+    /// `decoders[i].next` returned) continues `caches[i]`; each decoder gets
+    /// its logits. The projections run once for the whole batch.
+    pub fn feed_rows(
+        &self,
+        ids: &[u32],
+        caches: &mut [&mut KvCache],
+        decoders: &mut [&mut Decoder<'a>],
+    ) -> Result<()> {
+        let h = self.llm.forward_rows(ids, caches)?;
+        let logits = self.llm.logits(&h)?;
+        for (i, d) in decoders.iter_mut().enumerate() {
+            d.set_logits(logits.narrow(0, i, 1)?);
+        }
+        Ok(())
+    }
+}
+
+/// One reply in progress: sampling state, the streamed text and the stop
+/// conditions, between decode steps.
+pub struct Decoder<'a> {
+    tokenizer: &'a LlmTokenizer,
+    sampler: Sampler,
+    stream: TokenStream<'a>,
+    ids: Vec<u32>,
+    text: String,
+    stop_reason: StopReason,
+    done: bool,
+    /// The next token's logits `[1, 1, vocab]` (or `[1, vocab]`), f32.
+    logits: Tensor,
+    window: usize,
+    prompt_tokens: usize,
+    prompt_seconds: f64,
+    t1: Instant,
+}
+
+impl Decoder<'_> {
+    /// Choose the next token from the current logits and stream its text
+    /// into `sink`. `Some(id)`: the reply goes on, and `id` must go through
+    /// the LLM before the next call (then [`Self::set_logits`]). `None`: the
+    /// reply is over (end of turn, a stop string, `max_tokens`, or the
+    /// context window at `cache_len` tokens); call [`Self::finish`].
+    pub fn next(
+        &mut self,
+        cache_len: usize,
+        mut sink: impl FnMut(&str) -> std::io::Result<()>,
+    ) -> Result<Option<u32>> {
+        let mut on_text = |t: &str| sink(t).map_err(|e| Error::io("writing the generated text", e));
+        if self.done
+            || self.ids.len() >= self.sampler.params().max_tokens
+            || cache_len >= self.window
+        {
+            self.done = true;
+            return Ok(None);
+        }
+        let next = if self.sampler.is_plain_greedy() && !self.logits.device().is_cpu() {
+            self.logits.flatten_all()?.argmax(0)?.to_scalar::<u32>()?
+        } else {
+            let mut row = self.logits.flatten_all()?.to_vec1::<f32>()?;
+            self.sampler.sample(&mut row, &self.ids)
+        };
+        if self.tokenizer.is_stop(next) {
+            self.stop_reason = StopReason::EndOfTurn;
+            self.done = true;
+            return Ok(None);
+        }
+        self.ids.push(next);
+        if let Some(piece) = self.stream.push(next)? {
+            self.text.push_str(&piece);
+            if let Some(cut) = stop_string_cut(&self.text, &self.sampler.params().stop_strings) {
+                // Emit only what precedes the stop string.
+                let emitted = self.text.len() - piece.len();
+                if cut > emitted {
+                    on_text(&self.text[emitted..cut])?;
+                }
+                self.text.truncate(cut);
+                self.stop_reason = StopReason::StopString;
+                self.done = true;
+                return Ok(None);
+            }
+            on_text(&piece)?;
+        }
+        Ok(Some(next))
+    }
+
+    /// The logits after the token [`Self::next`] returned.
+    pub fn set_logits(&mut self, logits: Tensor) {
+        self.logits = logits;
+    }
+
+    /// Tokens generated so far.
+    pub fn generated(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Flush the text held back for UTF-8 (unless a stop string ended the
+    /// reply) and return the whole generation.
+    pub fn finish(
+        mut self,
+        mut sink: impl FnMut(&str) -> std::io::Result<()>,
+    ) -> Result<Generation> {
+        if self.stop_reason != StopReason::StopString {
+            if let Some(rest) = self.stream.finish()? {
+                self.text.push_str(&rest);
+                sink(&rest).map_err(|e| Error::io("writing the generated text", e))?;
+            }
+        }
+        Ok(Generation {
+            text: self.text,
+            ids: self.ids,
+            prompt_tokens: self.prompt_tokens,
+            stop_reason: self.stop_reason,
+            prompt_seconds: self.prompt_seconds,
+            decode_seconds: self.t1.elapsed().as_secs_f64(),
         })
     }
 }

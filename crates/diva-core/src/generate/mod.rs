@@ -9,6 +9,6 @@ pub mod transcribe;
 pub use assistant::{
     Assistant, AssistantOptions, ConnectorSource, Conversation, Part, Reply, UserInput,
 };
-pub use llm::{Generation, StopReason, TextGenerator};
+pub use llm::{Decoder, Generation, StopReason, TextGenerator};
 pub use sampling::{Sampler, SamplingParams};
 pub use transcribe::{TranscribeOptions, Transcriber, Transcript};

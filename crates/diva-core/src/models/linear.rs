@@ -26,6 +26,8 @@
 //! directly.
 
 use candle_core::backend::BackendStorage;
+
+use crate::models::kernels::few_rows;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, D,
 };
@@ -52,7 +54,9 @@ impl Linear {
             let d_in = *dims.last().unwrap_or(&1);
             let rows = x.elem_count() / d_in.max(1);
             let x2 = x.reshape((rows, d_in))?;
-            let y = if !x2.track_op() && self.weight.track_op() {
+            let y = if let Some(y) = self.few_rows(&x2)? {
+                y
+            } else if !x2.track_op() && self.weight.track_op() {
                 x2.apply_op2(&self.weight, ConstInputMatmul)?
             } else {
                 x2.matmul(&self.weight.t()?)?
@@ -65,6 +69,34 @@ impl Linear {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
         }
+    }
+}
+
+impl Linear {
+    /// The decode shape (a few rows, no gradient, f32 on the CPU) through
+    /// [`kernels::few_rows`], which reads the weight once without packing
+    /// it; `None` for every other case (the GEMM).
+    fn few_rows(&self, x2: &Tensor) -> Result<Option<Tensor>> {
+        let (rows, d_in) = x2.dims2()?;
+        if rows > few_rows::MAX_ROWS
+            || x2.track_op()
+            || self.weight.track_op()
+            || !x2.device().is_cpu()
+            || x2.dtype() != DType::F32
+            || self.weight.dtype() != DType::F32
+        {
+            return Ok(None);
+        }
+        let (storage, layout) = self.weight.storage_and_layout();
+        let (Storage::Cpu(CpuStorage::F32(w)), Some((a, b))) =
+            (&*storage, layout.contiguous_offsets())
+        else {
+            return Ok(None);
+        };
+        let d_out = self.weight.dim(0)?;
+        let x = x2.flatten_all()?.to_vec1::<f32>()?;
+        let y = few_rows::matmul_t(&x, rows, &w[a..b], d_out, d_in);
+        Ok(Some(Tensor::from_vec(y, (rows, d_out), x2.device())?))
     }
 }
 

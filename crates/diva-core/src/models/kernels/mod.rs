@@ -4,7 +4,7 @@
 //! `attention_with_grad`) carry gradients: fused backward kernels for
 //! `Exec::Autograd`, each one graph node where candle's elementary ops would
 //! be several, because candle's backward zero-fills and adds a gradient per
-//! node on one thread. `gelu` and `softmax` are inference only.
+//! node on one thread. `gelu`, `softmax` and `few_rows` are inference only.
 
 /// `$body` evaluated on the operands' elements as slices of one float type
 /// (f32 or f64; bound to the same names as the storages), wrapped back into
@@ -30,6 +30,7 @@ macro_rules! float_slices {
 pub mod activations;
 pub mod attention;
 pub mod fast_exp;
+pub mod few_rows;
 pub mod gelu;
 pub mod rope;
 pub mod rowwise;

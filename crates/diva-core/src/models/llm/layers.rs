@@ -139,11 +139,65 @@ impl Attention {
         past: Option<&(Tensor, Tensor)>,
         exec: Exec,
     ) -> Result<(Tensor, (Tensor, Tensor))> {
+        let q = self.q_proj.forward(x)?;
+        let k = self.k_proj.forward(x)?;
+        let v = self.v_proj.forward(x)?;
+        let (out, kv) = self.attend(x, &q, &k, &v, rope, mask, past, exec)?;
+        Ok((self.o_proj.forward(&out)?, kv))
+    }
+
+    /// One decode step of `b` independent sequences, each one token `[b, 1,
+    /// hidden]` after its own cache: the projections run once for all rows
+    /// (the weights are read once per step, not once per sequence), the
+    /// attention row by row against each row's keys and values.
+    pub fn forward_rows(
+        &self,
+        x: &Tensor,
+        rope: &Rope,
+        pasts: &[Option<&(Tensor, Tensor)>],
+    ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
+        let q = self.q_proj.forward(x)?;
+        let k = self.k_proj.forward(x)?;
+        let v = self.v_proj.forward(x)?;
+        let mut outs = Vec::with_capacity(pasts.len());
+        let mut kvs = Vec::with_capacity(pasts.len());
+        for (i, past) in pasts.iter().enumerate() {
+            let row = |t: &Tensor| t.narrow(0, i, 1);
+            let (out, kv) = self.attend(
+                &row(x)?,
+                &row(&q)?,
+                &row(&k)?,
+                &row(&v)?,
+                rope,
+                None,
+                *past,
+                Exec::Fused,
+            )?;
+            outs.push(out);
+            kvs.push(kv);
+        }
+        Ok((self.o_proj.forward(&Tensor::cat(&outs, 0)?)?, kvs))
+    }
+
+    /// Attention of projected queries, keys and values `[b, t, heads·dim]`
+    /// (RoPE at the cache's offset), before the output projection.
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &self,
+        x: &Tensor,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        rope: &Rope,
+        mask: Option<&Tensor>,
+        past: Option<&(Tensor, Tensor)>,
+        exec: Exec,
+    ) -> Result<(Tensor, (Tensor, Tensor))> {
         let (b, t, _) = x.dims3()?;
         let offset = past.map_or(0, |(k, _)| k.dim(2).unwrap_or(0));
-        let q = rope.split_heads(&self.q_proj.forward(x)?, self.num_heads, offset, exec)?;
-        let k = rope.split_heads(&self.k_proj.forward(x)?, self.num_kv_heads, offset, exec)?;
-        let v = self.heads(&self.v_proj.forward(x)?, self.num_kv_heads)?;
+        let q = rope.split_heads(q, self.num_heads, offset, exec)?;
+        let k = rope.split_heads(k, self.num_kv_heads, offset, exec)?;
+        let v = self.heads(v, self.num_kv_heads)?;
         let (k, v) = match past {
             Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
             None => (k, v),
@@ -154,7 +208,7 @@ impl Attention {
                 Exec::Fused => attention::attention(&q, &k, &v, scale, Some(offset))?,
                 Exec::Autograd => attention::attention_with_grad(&q, &k, &v, scale, Some(offset))?,
             };
-            return Ok((self.o_proj.forward(&out)?, (k, v)));
+            return Ok((out, (k, v)));
         }
         let causal;
         let mask = match mask {
@@ -189,7 +243,7 @@ impl Attention {
         let out = out
             .transpose(1, 2)?
             .reshape((b, t, self.num_heads * self.head_dim))?;
-        Ok((self.o_proj.forward(&out)?, (k, v)))
+        Ok((out, (k, v)))
     }
 }
 
@@ -230,5 +284,20 @@ impl Block {
         let x = (x + a)?;
         let h = self.post_attention_layernorm.forward(&x, exec)?;
         Ok(((&x + self.mlp.forward(&h)?)?, kv))
+    }
+
+    /// [`Self::forward`] for one token of each of `b` sequences (see
+    /// [`Attention::forward_rows`]).
+    pub fn forward_rows(
+        &self,
+        x: &Tensor,
+        rope: &Rope,
+        pasts: &[Option<&(Tensor, Tensor)>],
+    ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
+        let h = self.input_layernorm.forward(x, Exec::Fused)?;
+        let (a, kvs) = self.self_attn.forward_rows(&h, rope, pasts)?;
+        let x = (x + a)?;
+        let h = self.post_attention_layernorm.forward(&x, Exec::Fused)?;
+        Ok(((&x + self.mlp.forward(&h)?)?, kvs))
     }
 }

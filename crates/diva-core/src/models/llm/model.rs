@@ -109,6 +109,43 @@ impl Llm {
         self.norm.forward(&x, exec)
     }
 
+    /// One decode step of several sequences: `ids[i]` continues `caches[i]`
+    /// (each its own length). Returns final-norm hidden states `[b, 1,
+    /// hidden]`, row `i` equal to what [`Self::forward_embeds`] gives that
+    /// sequence alone up to the last bits of the float sums (the batched
+    /// projections may block their sums differently). Continuous batching
+    /// in `diva serve` runs its streams through this.
+    pub fn forward_rows(&self, ids: &[u32], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        if ids.len() != caches.len() || ids.is_empty() {
+            candle_core::bail!(
+                "forward_rows: {} ids for {} caches",
+                ids.len(),
+                caches.len()
+            );
+        }
+        for c in caches.iter() {
+            if c.len() + 1 > self.rope.max_positions() {
+                candle_core::bail!(
+                    "sequence of {} tokens exceeds the model's context window of {}",
+                    c.len() + 1,
+                    self.rope.max_positions()
+                );
+            }
+        }
+        let ids = Tensor::new(ids, &self.device)?.unsqueeze(1)?;
+        let mut x = self.embed(&ids)?.to_dtype(self.dtype)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let pasts: Vec<Option<&(Tensor, Tensor)>> =
+                caches.iter().map(|c| c.layers[i].as_ref()).collect();
+            let (y, kvs) = layer.forward_rows(&x, &self.rope, &pasts)?;
+            for (c, kv) in caches.iter_mut().zip(kvs) {
+                c.layers[i] = Some(kv);
+            }
+            x = y;
+        }
+        self.norm.forward(&x, Exec::Fused)
+    }
+
     /// Hidden states → logits (f32).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         self.lm_head.forward(hidden)?.to_dtype(DType::F32)
