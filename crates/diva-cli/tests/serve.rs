@@ -819,3 +819,93 @@ fn a_model_that_fails_to_load_ends_the_server_with_its_error() {
     assert!(!o.status.success(), "{err}");
     assert!(err.contains("broken.gguf"), "{err}");
 }
+
+/// `--allow-audio-url`: an `audio_url` under an allowed http:// prefix or
+/// file:/// directory is fetched and answered as the same audio inline;
+/// anything else (another path on the same host, a redirect, a file beside
+/// the allowed directory) is a 400 naming the flag.
+#[test]
+fn allowed_audio_urls_are_fetched_and_everything_else_refused() {
+    let audio = clip("asterisk/sounds/vm-savefolder.wav");
+    let wav = std::fs::read(&audio).unwrap();
+    // A one-file web server: /clips/q.wav is the clip, /jump redirects to it.
+    let web = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let web_addr = web.local_addr().unwrap();
+    let body = wav.clone();
+    std::thread::spawn(move || {
+        for conn in web.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut req = [0u8; 4096];
+            let n = c.read(&mut req).unwrap_or(0);
+            let line = String::from_utf8_lossy(&req[..n]).to_string();
+            let head = if line.starts_with("GET /clips/q.wav ") {
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: audio/wav\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 302 Found\r\nlocation: /clips/q.wav\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    .to_string()
+            };
+            let _ = c.write_all(head.as_bytes());
+            if head.starts_with("HTTP/1.1 200") {
+                let _ = c.write_all(&body);
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let allowed = dir.path().join("allowed");
+    std::fs::create_dir(&allowed).unwrap();
+    std::fs::write(allowed.join("q.wav"), &wav).unwrap();
+    std::fs::write(dir.path().join("beside.wav"), &wav).unwrap();
+    let server = start(&[
+        "--allow-audio-url",
+        &format!("http://{web_addr}/clips/"),
+        "--allow-audio-url",
+        &format!("file://{}/", allowed.display()),
+    ]);
+    let ask = |url: &str| {
+        let body = format!(
+            r#"{{"max_tokens": 12, "temperature": 0, "messages": [{{"role":"user","content":[{{"type":"audio_url","audio_url":{{"url":"{url}"}}}}]}}]}}"#
+        );
+        post(&server.addr, "/v1/chat/completions", &body, "")
+    };
+    let reply = |r: &str| -> String {
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        let v: serde_json::Value =
+            serde_json::from_str(&r[r.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let inline = {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&wav);
+        reply(&ask(&format!("data:audio/wav;base64,{b64}")))
+    };
+    assert_eq!(
+        reply(&ask(&format!("http://{web_addr}/clips/q.wav"))),
+        inline
+    );
+    assert_eq!(
+        reply(&ask(&format!("file://{}/q.wav", allowed.display()))),
+        inline
+    );
+    for url in [
+        format!("http://{web_addr}/other/q.wav"),
+        format!("http://{web_addr}/clips/../jump"),
+        format!("http://{web_addr}/clips/jump"),
+        format!("file://{}/beside.wav", dir.path().display()),
+        format!("file://{}/../beside.wav", allowed.display()),
+        "http://169.254.169.254/latest/meta-data".to_string(),
+    ] {
+        let r = ask(&url);
+        assert!(r.starts_with("HTTP/1.1 400"), "{url}: {r}");
+    }
+    // The redirect is named as such, not followed.
+    let r = ask(&format!("http://{web_addr}/clips/jump"));
+    assert!(r.contains("HTTP 302"), "{r}");
+    let r = ask(&format!("http://{web_addr}/other/q.wav"));
+    assert!(r.contains("--allow-audio-url"), "{r}");
+}

@@ -8,6 +8,7 @@ use base64::Engine;
 use diva_core::generate::SamplingParams;
 
 use crate::api::{ApiError, ChatRequest, Content, ContentPart, Stop};
+use crate::sources::AudioSources;
 
 /// DiVA hears one 30 s window; longer audio is refused rather than cut.
 pub const MAX_AUDIO_SECONDS: f64 = 30.0;
@@ -41,7 +42,7 @@ pub struct Prepared {
 
 /// Parse and check `req` (audio is decoded here, so call it off the async
 /// executor).
-pub fn prepare(req: ChatRequest) -> Result<Prepared, ApiError> {
+pub fn prepare(req: ChatRequest, sources: &AudioSources) -> Result<Prepared, ApiError> {
     if let Some(n) = req.n {
         if n != 1 {
             return Err(ApiError::bad_request(
@@ -105,7 +106,7 @@ pub fn prepare(req: ChatRequest) -> Result<Prepared, ApiError> {
         match m.role.as_str() {
             "system" | "developer" => system.push(text_only(m.content, i)?),
             "user" => {
-                let pieces = user_pieces(m.content, i)?;
+                let pieces = user_pieces(m.content, i, sources)?;
                 if pieces.is_empty() {
                     return Err(ApiError::bad_request(
                         format!("messages[{i}]: a user message needs text or audio"),
@@ -162,7 +163,11 @@ fn text_only(content: Option<Content>, i: usize) -> Result<String, ApiError> {
     }
 }
 
-fn user_pieces(content: Option<Content>, i: usize) -> Result<Vec<Piece>, ApiError> {
+fn user_pieces(
+    content: Option<Content>,
+    i: usize,
+    sources: &AudioSources,
+) -> Result<Vec<Piece>, ApiError> {
     let parts = match content {
         None => return Ok(Vec::new()),
         Some(Content::Text(t)) => {
@@ -189,7 +194,11 @@ fn user_pieces(content: Option<Content>, i: usize) -> Result<Vec<Piece>, ApiErro
                 )?)
             }
             ContentPart::AudioUrl { audio_url } => {
-                let (format, bytes) = data_url(&audio_url.url, &at)?;
+                let (format, bytes) = if audio_url.url.starts_with("data:") {
+                    data_url(&audio_url.url, &at)?
+                } else {
+                    sources.fetch(&audio_url.url, &at)?
+                };
                 Piece::Audio(decode_audio(bytes, format.as_deref(), &at, "messages")?)
             }
             ContentPart::Unsupported => {
@@ -219,15 +228,12 @@ pub(crate) fn decode_base64(
         })
 }
 
-/// `data:audio/wav;base64,…` → (format, bytes). Remote URLs are refused:
-/// fetching them would let any client make this server reach any address.
+/// `data:audio/wav;base64,…` → (format, bytes). Other URLs go to
+/// [`AudioSources::fetch`] (refused unless allow-listed).
 fn data_url(url: &str, at: &str) -> Result<(Option<String>, Vec<u8>), ApiError> {
     let bad = |m: String| ApiError::bad_request(format!("{at}: {m}"), Some("messages"));
     let Some(rest) = url.strip_prefix("data:") else {
-        let scheme = url.split(':').next().unwrap_or("");
-        return Err(bad(format!(
-            "`{scheme}:` audio URLs are not fetched (the server does not reach addresses a client names); send the audio inline as a data: URL or input_audio"
-        )));
+        return Err(bad("not a data: URL".into()));
     };
     let (header, data) = rest
         .split_once(',')
@@ -293,7 +299,10 @@ mod tests {
     use super::*;
 
     fn req(json: serde_json::Value) -> Result<Prepared, ApiError> {
-        prepare(serde_json::from_value(json).unwrap())
+        prepare(
+            serde_json::from_value(json).unwrap(),
+            &AudioSources::default(),
+        )
     }
 
     #[test]
@@ -338,7 +347,7 @@ mod tests {
         let remote = serde_json::json!([{"role": "user", "content": [
             {"type": "audio_url", "audio_url": {"url": "http://169.254.169.254/x.wav"}}]}]);
         let e = req(serde_json::json!({"messages": remote})).unwrap_err();
-        assert!(e.message.contains("not fetched"), "{}", e.message);
+        assert!(e.message.contains("(none here)"), "{}", e.message);
         let junk = serde_json::json!([{"role": "user", "content": [
             {"type": "input_audio", "input_audio": {"data": "bm90IGF1ZGlv", "format": "wav"}}]}]);
         let e = req(serde_json::json!({"messages": junk})).unwrap_err();

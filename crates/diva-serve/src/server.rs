@@ -44,6 +44,8 @@ pub struct ServeOptions {
     pub votes: Option<std::path::PathBuf>,
     /// A request body must arrive within this (a slow sender gets 408).
     pub body_timeout: Duration,
+    /// Where `audio_url` may point besides `data:` URLs (default: nowhere).
+    pub audio_sources: crate::sources::AudioSources,
 }
 
 /// Request headers larger than this in all get 431 (a client sending 100 KB
@@ -672,7 +674,7 @@ async fn chat_inner(
             )
         })?;
         let system = state.system_index(req.model.as_deref());
-        Ok::<_, ApiError>((prepare(req)?, system))
+        Ok::<_, ApiError>((prepare(req, &state.opts.audio_sources)?, system))
     })
     .await
     .map_err(|e| ApiError::internal(format!("request preparation failed: {e}")))??;

@@ -56,6 +56,12 @@ pub struct Args {
     /// The cascade (Whisper transcript → LLM) as the A/B study's second system.
     #[arg(long)]
     ab_cascade: bool,
+    /// Let `audio_url` parts fetch from under this prefix (repeatable):
+    /// `https://clips.example.com/audio/` or `file:///data/clips/`. Without
+    /// it only inline audio (data: URLs, input_audio) is accepted, so a
+    /// client cannot make the server reach an address.
+    #[arg(long = "allow-audio-url", value_name = "PREFIX")]
+    allow_audio_url: Vec<String>,
     /// SQLite file for the A/B study's votes (created if missing); read
     /// them with `diva eval arena --votes FILE`.
     #[arg(long, requires = "ab")]
@@ -110,6 +116,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
         max_body_bytes: a.max_body_mb.saturating_mul(1_000_000),
         votes: a.votes,
         body_timeout: std::time::Duration::from_secs_f64(a.body_timeout_s),
+        audio_sources: diva_serve::AudioSources::new(
+            &a.allow_audio_url,
+            a.max_body_mb.saturating_mul(1_000_000),
+            std::time::Duration::from_secs(10),
+        )
+        .map_err(anyhow::Error::msg)?,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
