@@ -909,3 +909,74 @@ fn allowed_audio_urls_are_fetched_and_everything_else_refused() {
     let r = ask(&format!("http://{web_addr}/other/q.wav"));
     assert!(r.contains("--allow-audio-url"), "{r}");
 }
+
+/// An earlier audio turn sent again with the next request is heard from the
+/// cache (its virtual tokens kept by content hash), and the reply is the one
+/// a server without the cache (`--audio-cache 0`) gives.
+#[test]
+fn earlier_audio_turns_come_from_the_cache_with_the_same_reply() {
+    use base64::Engine;
+    let b64 = |rel: &str| {
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(clip(rel)).unwrap())
+    };
+    let part = |data: &str| {
+        format!(r#"[{{"type":"input_audio","input_audio":{{"data":"{data}","format":"wav"}}}}]"#)
+    };
+    let (a, b) = (
+        b64("asterisk/sounds/vm-savefolder.wav"),
+        b64("asterisk/sounds/vm-newuser.wav"),
+    );
+    let first = format!(
+        r#"{{"max_tokens": 12, "temperature": 0, "messages": [{{"role":"user","content":{}}}]}}"#,
+        part(&a)
+    );
+    let reply = |r: &str| -> String {
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        let v: serde_json::Value =
+            serde_json::from_str(&r[r.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let counter = |addr: &str, name: &str| -> f64 {
+        let m = http(
+            addr,
+            "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        );
+        m.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .map_or(0.0, |v| v.parse().unwrap())
+    };
+    let cached = start(&[]);
+    let r1 = reply(&post(&cached.addr, "/v1/chat/completions", &first, ""));
+    let second = format!(
+        r#"{{"max_tokens": 16, "temperature": 0, "messages": [{{"role":"user","content":{}}},{{"role":"assistant","content":{}}},{{"role":"user","content":{}}}]}}"#,
+        part(&a),
+        serde_json::Value::String(r1.clone()),
+        part(&b)
+    );
+    let hits0 = counter(&cached.addr, "diva_audio_cache_hits_total");
+    let r2 = reply(&post(&cached.addr, "/v1/chat/completions", &second, ""));
+    let hits1 = counter(&cached.addr, "diva_audio_cache_hits_total");
+    assert_eq!(
+        hits1 - hits0,
+        1.0,
+        "the earlier clip must come from the cache"
+    );
+    drop(cached);
+    let uncached = start(&["--audio-cache", "0"]);
+    assert_eq!(
+        reply(&post(&uncached.addr, "/v1/chat/completions", &first, "")),
+        r1
+    );
+    assert_eq!(
+        reply(&post(&uncached.addr, "/v1/chat/completions", &second, "")),
+        r2
+    );
+    assert_eq!(
+        counter(&uncached.addr, "diva_audio_cache_misses_total"),
+        0.0
+    );
+}

@@ -44,6 +44,9 @@ pub struct ServeOptions {
     pub votes: Option<std::path::PathBuf>,
     /// A request body must arrive within this (a slow sender gets 408).
     pub body_timeout: Duration,
+    /// Clips whose virtual tokens (or transcripts) are kept for later turns
+    /// of a conversation; 0 disables the cache.
+    pub audio_cache: usize,
     /// Where `audio_url` may point besides `data:` URLs (default: nowhere).
     pub audio_sources: crate::sources::AudioSources,
 }
@@ -232,6 +235,7 @@ pub fn router(
     });
     let (done, loaded) = tokio::sync::oneshot::channel();
     let (max_batch, worker_state) = (opts.max_batch, state.clone());
+    let cache = worker::AudioCache::new(opts.audio_cache);
     std::thread::Builder::new()
         .name("diva-worker".into())
         .spawn(move || {
@@ -256,7 +260,7 @@ pub fn router(
             });
             drop(worker_state);
             let _ = done.send(Ok(t0.elapsed().as_secs_f64()));
-            worker::run(assistants, rx, max_batch, running)
+            worker::run(assistants, rx, max_batch, running, cache)
         })
         .expect("spawn the model thread");
     let handle = Arc::new(DrainHandle(state.clone()));

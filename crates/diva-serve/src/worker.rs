@@ -6,11 +6,14 @@
 //! connector, prefill) runs alone between two steps. The HTTP side bounds
 //! how many run and wait.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
+use candle_core::Tensor;
 use diva_core::generate::{Assistant, Conversation, Decoder, Part, StopReason};
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
@@ -72,6 +75,7 @@ pub fn run(
     jobs: mpsc::Receiver<Job>,
     max_batch: usize,
     running: Arc<AtomicUsize>,
+    mut cache: AudioCache,
 ) {
     let systems = &systems;
     let mut batch: Vec<Running> = Vec::new();
@@ -83,13 +87,13 @@ pub fn run(
                 return;
             }
             match jobs.recv() {
-                Ok(job) => start(systems, job, &mut batch),
+                Ok(job) => start(systems, job, &mut batch, &mut cache),
                 Err(_) => return,
             }
         }
         while open && batch.len() < max_batch.max(1) {
             match jobs.try_recv() {
-                Ok(job) => start(systems, job, &mut batch),
+                Ok(job) => start(systems, job, &mut batch, &mut cache),
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => open = false,
             }
@@ -150,7 +154,12 @@ pub fn run(
 
 /// A new job: a transcription is answered at once; a chat's prompt is
 /// processed and its reply joins the batch.
-fn start<'s>(systems: &'s [Assistant], job: Job, batch: &mut Vec<Running<'s>>) {
+fn start<'s>(
+    systems: &'s [Assistant],
+    job: Job,
+    batch: &mut Vec<Running<'s>>,
+    cache: &mut AudioCache,
+) {
     let t0 = Instant::now();
     match job.work {
         Work::Transcribe { pcm, reply } => {
@@ -166,7 +175,7 @@ fn start<'s>(systems: &'s [Assistant], job: Job, batch: &mut Vec<Running<'s>>) {
             system,
         } => {
             let system = system.min(systems.len() - 1);
-            match begin(&systems[system], &request) {
+            match begin(system, &systems[system], &request, cache) {
                 Ok((conv, decoder, prompt_tokens, audio_tokens)) => batch.push(Running {
                     system,
                     conv,
@@ -191,8 +200,10 @@ fn start<'s>(systems: &'s [Assistant], job: Job, batch: &mut Vec<Running<'s>>) {
 
 /// The history into a new conversation, then the last user message's prompt.
 fn begin<'s>(
+    system: usize,
     assistant: &'s Assistant,
     r: &Prepared,
+    cache: &mut AudioCache,
 ) -> Result<(Conversation, Decoder<'s>, usize, usize), ApiError> {
     let mut conv = match &r.system {
         Some(s) => assistant.conversation_with_system(s).map_err(internal)?,
@@ -202,19 +213,17 @@ fn begin<'s>(
     for turn in &r.history {
         match turn {
             Turn::User(pieces) => {
-                let mut tr = Vec::new();
-                let input = assistant
-                    .user_input(&parts(assistant, pieces, &mut tr)?)
-                    .map_err(internal)?;
+                let h = heard(system, assistant, pieces, cache)?;
+                let input = assistant.user_input(&parts(pieces, &h)).map_err(internal)?;
                 audio_tokens += input.audio_tokens;
                 assistant.prefill(&mut conv, &input).map_err(internal)?;
             }
             Turn::Assistant(text) => assistant.push_reply(&mut conv, text).map_err(internal)?,
         }
     }
-    let mut tr = Vec::new();
+    let h = heard(system, assistant, &r.last, cache)?;
     let input = assistant
-        .user_input(&parts(assistant, &r.last, &mut tr)?)
+        .user_input(&parts(&r.last, &h))
         .map_err(internal)?;
     audio_tokens += input.audio_tokens;
     let decoder = assistant
@@ -274,29 +283,104 @@ fn fail(r: Running, e: diva_core::Error) {
     let _ = r.events.send(Event::Error(internal(e)));
 }
 
-/// The cascade hears through Whisper: audio pieces become their transcripts.
-fn parts<'a>(
-    assistant: &Assistant,
-    pieces: &'a [Piece],
-    transcripts: &'a mut Vec<String>,
-) -> Result<Vec<Part<'a>>, ApiError> {
-    if !assistant.hears_audio() {
-        for p in pieces {
-            if let Piece::Audio(pcm) = p {
-                let (t, _) = assistant.transcribe(pcm).map_err(internal)?;
-                transcripts.push(t);
-            }
+/// What a system heard in a clip: its virtual tokens, or (the cascade,
+/// which hears through Whisper) its transcript.
+#[derive(Clone)]
+enum Heard {
+    Virtual(Tensor),
+    Transcript(String),
+}
+
+/// Earlier audio turns come back with every request of a conversation; what
+/// each system heard in a clip is kept by the clip's content hash (SHA-256
+/// of its 16 kHz samples), so a clip is encoded (or transcribed) once. Least
+/// recently used entries go first; capacity 0 disables it.
+pub struct AudioCache {
+    map: HashMap<(usize, [u8; 32]), (u64, Heard)>,
+    clock: u64,
+    capacity: usize,
+}
+
+impl AudioCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            map: HashMap::new(),
+            clock: 0,
+            capacity,
         }
     }
-    let mut t = transcripts.iter();
-    Ok(pieces
+
+    fn hear(
+        &mut self,
+        system: usize,
+        assistant: &Assistant,
+        pcm: &[f32],
+    ) -> Result<Heard, ApiError> {
+        let compute = || -> Result<Heard, ApiError> {
+            Ok(if assistant.hears_audio() {
+                Heard::Virtual(assistant.virtual_tokens(pcm).map_err(internal)?)
+            } else {
+                Heard::Transcript(assistant.transcribe(pcm).map_err(internal)?.0)
+            })
+        };
+        if self.capacity == 0 {
+            return compute();
+        }
+        let mut h = Sha256::new();
+        for x in pcm {
+            h.update(x.to_le_bytes());
+        }
+        let key = (system, <[u8; 32]>::from(h.finalize()));
+        self.clock += 1;
+        if let Some((used, heard)) = self.map.get_mut(&key) {
+            *used = self.clock;
+            metrics::counter!("diva_audio_cache_hits_total").increment(1);
+            return Ok(heard.clone());
+        }
+        metrics::counter!("diva_audio_cache_misses_total").increment(1);
+        let heard = compute()?;
+        if self.map.len() >= self.capacity {
+            if let Some(oldest) = self
+                .map
+                .iter()
+                .min_by_key(|(_, (u, _))| *u)
+                .map(|(k, _)| *k)
+            {
+                self.map.remove(&oldest);
+            }
+        }
+        self.map.insert(key, (self.clock, heard.clone()));
+        Ok(heard)
+    }
+}
+
+/// A user message's pieces as the system hears them (through the cache).
+fn heard(
+    system: usize,
+    assistant: &Assistant,
+    pieces: &[Piece],
+    cache: &mut AudioCache,
+) -> Result<Vec<Option<Heard>>, ApiError> {
+    pieces
         .iter()
         .map(|p| match p {
-            Piece::Text(s) => Part::Text(s),
-            Piece::Audio(pcm) if assistant.hears_audio() => Part::Audio(pcm),
-            Piece::Audio(_) => Part::Text(t.next().map(String::as_str).unwrap_or("")),
+            Piece::Audio(pcm) => cache.hear(system, assistant, pcm).map(Some),
+            Piece::Text(_) => Ok(None),
         })
-        .collect())
+        .collect()
+}
+
+fn parts<'a>(pieces: &'a [Piece], heard: &'a [Option<Heard>]) -> Vec<Part<'a>> {
+    pieces
+        .iter()
+        .zip(heard)
+        .map(|(p, h)| match (p, h) {
+            (_, Some(Heard::Virtual(v))) => Part::Virtual(v),
+            (_, Some(Heard::Transcript(t))) => Part::Text(t),
+            (Piece::Text(s), None) => Part::Text(s),
+            (Piece::Audio(pcm), None) => Part::Audio(pcm),
+        })
+        .collect()
 }
 
 fn internal(e: diva_core::Error) -> ApiError {

@@ -56,6 +56,11 @@ pub struct Args {
     /// The cascade (Whisper transcript → LLM) as the A/B study's second system.
     #[arg(long)]
     ab_cascade: bool,
+    /// Clips remembered for later turns of a conversation (their virtual
+    /// tokens, or the cascade's transcripts, by content hash), so history
+    /// is not re-encoded with every request; 0 disables it.
+    #[arg(long, default_value_t = 256)]
+    audio_cache: usize,
     /// Let `audio_url` parts fetch from under this prefix (repeatable):
     /// `https://clips.example.com/audio/` or `file:///data/clips/`. Without
     /// it only inline audio (data: URLs, input_audio) is accepted, so a
@@ -116,6 +121,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         max_body_bytes: a.max_body_mb.saturating_mul(1_000_000),
         votes: a.votes,
         body_timeout: std::time::Duration::from_secs_f64(a.body_timeout_s),
+        audio_cache: a.audio_cache,
         audio_sources: diva_serve::AudioSources::new(
             &a.allow_audio_url,
             a.max_body_mb.saturating_mul(1_000_000),

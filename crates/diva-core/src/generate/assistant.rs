@@ -80,6 +80,9 @@ pub struct Conversation {
 #[derive(Debug, Clone, Copy)]
 pub enum Part<'a> {
     Audio(&'a [f32]),
+    /// Audio already turned into virtual tokens `[1, N, d_llm]` by
+    /// [`Assistant::virtual_tokens`] (a caller's cache of earlier turns).
+    Virtual(&'a Tensor),
     Text(&'a str),
 }
 
@@ -244,6 +247,10 @@ impl Assistant {
             match p {
                 Part::Audio(pcm) => {
                     let v = self.virtual_tokens(pcm)?;
+                    audio_tokens += v.dim(1)?;
+                    pieces.push(v.to_dtype(self.llm.dtype)?);
+                }
+                Part::Virtual(v) => {
                     audio_tokens += v.dim(1)?;
                     pieces.push(v.to_dtype(self.llm.dtype)?);
                 }
