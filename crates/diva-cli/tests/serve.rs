@@ -980,3 +980,30 @@ fn earlier_audio_turns_come_from_the_cache_with_the_same_reply() {
         0.0
     );
 }
+
+/// A slow-loris on the headers: a connection that starts a request and
+/// never finishes its headers is closed after the header deadline (10 s),
+/// while /health answers throughout.
+#[test]
+fn a_connection_that_never_finishes_its_headers_is_closed() {
+    let server = start(&[]);
+    let mut s = TcpStream::connect(&server.addr).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nx-slow: ")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+    let t0 = std::time::Instant::now();
+    let health = http(
+        &server.addr,
+        "GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    );
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf); // returns when the server closes
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(30),
+        "closed after {waited:?}"
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(!text.contains("200 OK"), "{text}");
+}

@@ -51,6 +51,10 @@ pub struct ServeOptions {
     pub audio_sources: crate::sources::AudioSources,
 }
 
+/// A connection must send its request headers within this (then it is
+/// closed without an answer).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Request headers larger than this in all get 431 (a client sending 100 KB
 /// of headers wants something other than an answer).
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
@@ -320,23 +324,52 @@ pub async fn serve(names: Vec<String>, load: Loader, opts: ServeOptions) -> anyh
             }
         }
     });
-    let failure = Arc::new(std::sync::Mutex::new(None));
-    let failure_slot = failure.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = shutdown_signal() => {
-                    handle.drain();
-                    tracing::info!("shutting down: finishing requests in flight");
-                }
-                Ok(e) = failed_rx => {
-                    *failure_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+    // The accept loop is hyper's own so that a connection that does not
+    // finish its request headers within HEADER_TIMEOUT is closed (a
+    // slow-loris on the headers; the body has its own deadline in `guard`).
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut load_failed = Some(failed_rx);
+    let mut stop = std::pin::pin!(shutdown_signal());
+    let failure = loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!("connection: {e}");
+                    }
+                });
+            }
+            _ = &mut stop => {
+                handle.drain();
+                tracing::info!("shutting down: finishing requests in flight");
+                break None;
+            }
+            r = async { load_failed.as_mut().expect("guarded").await }, if load_failed.is_some() => {
+                load_failed = None;
+                if let Ok(e) = r {
+                    break Some(e);
                 }
             }
-        })
-        .await?;
-    let failed = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
-    match failed {
+        }
+    };
+    drop(listener);
+    graceful.shutdown().await;
+    match failure {
         Some(e) => Err(e),
         None => Ok(()),
     }
