@@ -5,7 +5,8 @@
 
 Starts `diva serve --port 0` itself, then:
 1. batching: one greedy stream alone, then `--streams` at once, each asked for
-   64 tokens of a long answer; aggregate decode tokens/s of each, and their ratio;
+   128 tokens of a long answer, in three interleaved rounds; the median
+   aggregate decode tokens/s of each, and their ratio;
 2. load: `--clients` threads, each sending streamed requests back to back for
    `--seconds` (alternately the audio clip and a text question): statuses,
    dropped connections (a connection error or a stream cut before
@@ -133,29 +134,36 @@ def stream(client, messages, max_tokens):
     return 200, (first - t0) if first else None, end - t0, tokens, first, end, done
 
 
-def batching():
-    out = {}
+def batching(rounds=3, tokens=128):
+    """Aggregate decode tokens/s of one stream and of `--streams` at once,
+    in interleaved rounds; the medians and their ratio."""
+    out = {"rounds": rounds, "max_tokens": tokens}
     with Client() as c:
         stream(c, TEXT, 4)  # warm-up
-    for n in (1, a.streams):
-        results = [None] * n
-        def one(i):
-            with Client() as c:
-                results[i] = stream(c, LONG, 64)
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        tokens = sum(r[3] for r in results)
-        span = max(r[5] for r in results) - min(r[4] for r in results)
-        # Decode tokens: the first token of each stream comes from its prefill.
-        rate = (tokens - n) / span if span > 0 else 0.0
-        out[f"streams_{n}"] = {"completion_tokens": tokens, "decode_span_s": round(span, 3),
-                               "decode_tokens_per_s": round(rate, 2)}
-        log(f"{n} stream(s): {tokens} tokens, {rate:.1f} decode tok/s aggregate")
-    out["ratio"] = round(out[f"streams_{a.streams}"]["decode_tokens_per_s"]
-                         / max(out["streams_1"]["decode_tokens_per_s"], 1e-9), 2)
+    rates = {1: [], a.streams: []}
+    for r in range(rounds):
+        for n in (1, a.streams):
+            results = [None] * n
+            def one(i):
+                with Client() as c:
+                    results[i] = stream(c, LONG, tokens)
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            got = sum(x[3] for x in results)
+            span = max(x[5] for x in results) - min(x[4] for x in results)
+            # Decode tokens: each stream's first token comes from its prefill.
+            rate = (got - n) / span if span > 0 else 0.0
+            rates[n].append(rate)
+            log(f"round {r + 1}: {n} stream(s), {got} tokens, {rate:.1f} decode tok/s aggregate")
+    for n, xs in rates.items():
+        out[f"streams_{n}"] = {"decode_tokens_per_s": [round(x, 2) for x in xs],
+                               "median": round(statistics.median(xs), 2)}
+    out["ratio"] = round(out[f"streams_{a.streams}"]["median"]
+                         / max(out["streams_1"]["median"], 1e-9), 2)
+    log(f"{a.streams} streams / 1 stream: {out['ratio']}x (medians)")
     return out
 
 

@@ -7,7 +7,7 @@
 //! product (perf of `diva serve` decoding 8 streams: 42% in `gemm`'s
 //! packing, 25% in its microkernel). Here each task reads its rows of `W`
 //! once, straight from memory, and takes the dot product with every row of
-//! `x` while the weight row is in L1: register tiles of 4 weight rows × 2
+//! `x` while the weight row is in L1: register tiles of 3 weight rows × 4
 //! rows of `x` (AVX2 + FMA intrinsics, detected at run time; a portable
 //! loop elsewhere; LLVM left to itself vectorised this 2 wide). Each output
 //! is the same sum in the same order whatever the number of rows, so a
@@ -68,17 +68,24 @@ mod avx2 {
                 tile::<8, 1>(wc, x, rows, d_in, o, 0, out);
                 o += 8;
             }
-        }
-        while o + 4 <= n_w {
-            let mut b = 0;
-            while b + 2 <= rows {
-                tile::<4, 2>(wc, x, rows, d_in, o, b, out);
-                b += 2;
+        } else {
+            // 3 weight rows × 4 x rows: 12 accumulators, 7 loads per 12
+            // FMAs (AVX2 has 16 vector registers).
+            while o + 3 <= n_w {
+                let mut b = 0;
+                while b + 4 <= rows {
+                    tile::<3, 4>(wc, x, rows, d_in, o, b, out);
+                    b += 4;
+                }
+                while b + 2 <= rows {
+                    tile::<3, 2>(wc, x, rows, d_in, o, b, out);
+                    b += 2;
+                }
+                if b < rows {
+                    tile::<3, 1>(wc, x, rows, d_in, o, b, out);
+                }
+                o += 3;
             }
-            if b < rows {
-                tile::<4, 1>(wc, x, rows, d_in, o, b, out);
-            }
-            o += 4;
         }
         while o < n_w {
             for b in 0..rows {
