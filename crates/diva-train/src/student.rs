@@ -70,7 +70,7 @@ impl PromptEmbeds {
                 None => Ok(None),
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Some(KvCache { layers }))
+        Ok(Some(KvCache::from_layers(layers)))
     }
 }
 

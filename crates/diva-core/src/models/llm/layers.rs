@@ -86,17 +86,44 @@ impl RmsNorm {
 }
 
 /// Per-layer keys and values `[b, kv_heads, t, head_dim]` of the tokens so far.
-#[derive(Debug, Clone, Default)]
+///
+/// Each layer's keys and values live in a buffer with room to grow (`[b,
+/// kv_heads, capacity, head_dim]`, 1.5× the length plus 64 when it fills),
+/// and `layers` holds views of its first `t` positions: a decode step writes
+/// its one position in place instead of concatenating the whole cache anew
+/// (which copied every cached key and value on every token). A clone shares
+/// the views but not the buffers: its first append copies into a buffer of
+/// its own, so conversations cloned from one prefix never write into each
+/// other's memory. Appends that carry gradients (training) concatenate.
+#[derive(Debug, Default)]
 pub struct KvCache {
     pub layers: Vec<Option<(Tensor, Tensor)>>,
+    buffers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl Clone for KvCache {
+    fn clone(&self) -> Self {
+        Self {
+            layers: self.layers.clone(),
+            buffers: vec![None; self.layers.len()],
+        }
+    }
 }
 
 impl KvCache {
     pub fn new(n_layers: usize) -> Self {
         Self {
             layers: vec![None; n_layers],
+            buffers: vec![None; n_layers],
         }
     }
+    /// A cache holding these keys and values (no buffers yet: the first
+    /// append copies them into one).
+    pub fn from_layers(layers: Vec<Option<(Tensor, Tensor)>>) -> Self {
+        let buffers = vec![None; layers.len()];
+        Self { layers, buffers }
+    }
+
     /// Number of cached positions.
     pub fn len(&self) -> usize {
         self.layers
@@ -106,6 +133,50 @@ impl KvCache {
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Append keys and values `[b, kv_heads, t, head_dim]` to layer `i`;
+    /// returns views of all its positions.
+    pub fn append(&mut self, i: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        if self.buffers.len() < self.layers.len() {
+            self.buffers.resize(self.layers.len(), None);
+        }
+        if k.track_op() || v.track_op() {
+            let kv = match &self.layers[i] {
+                Some((pk, pv)) => (Tensor::cat(&[pk, k], 2)?, Tensor::cat(&[pv, v], 2)?),
+                None => (k.clone(), v.clone()),
+            };
+            self.buffers[i] = None;
+            self.layers[i] = Some(kv.clone());
+            return Ok(kv);
+        }
+        let t = k.dim(2)?;
+        let len = self.layers[i]
+            .as_ref()
+            .map_or(0, |(k, _)| k.dim(2).unwrap_or(0));
+        let need = len + t;
+        let room = self.buffers[i]
+            .as_ref()
+            .is_some_and(|(b, _)| b.dim(2).unwrap_or(0) >= need);
+        if !room {
+            let cap = need + need / 2 + 64;
+            let (b, h, _, d) = k.dims4()?;
+            let bk = Tensor::zeros((b, h, cap, d), k.dtype(), k.device())?;
+            let bv = Tensor::zeros((b, h, cap, d), v.dtype(), v.device())?;
+            if let Some((pk, pv)) = &self.layers[i] {
+                bk.slice_set(&pk.contiguous()?, 2, 0)?;
+                bv.slice_set(&pv.contiguous()?, 2, 0)?;
+            }
+            self.buffers[i] = Some((bk, bv));
+        }
+        let Some((bk, bv)) = &self.buffers[i] else {
+            candle_core::bail!("kv cache: no buffer for layer {i}");
+        };
+        bk.slice_set(&k.contiguous()?, 2, len)?;
+        bv.slice_set(&v.contiguous()?, 2, len)?;
+        let kv = (bk.narrow(2, 0, need)?, bv.narrow(2, 0, need)?);
+        self.layers[i] = Some(kv.clone());
+        Ok(kv)
     }
 }
 
@@ -129,54 +200,63 @@ impl Attention {
     }
 
     /// `mask`: additive `[b, 1, t, past + t]`; `None` means plain causal
-    /// attention (query `i` sees keys `0..=past+i`). Returns the output and
-    /// the layer's updated keys/values.
+    /// attention (query `i` sees keys `0..=past+i`). With `cache` (the cache
+    /// and this layer's index) the new keys and values are appended to it.
     pub fn forward(
         &self,
         x: &Tensor,
         rope: &Rope,
         mask: Option<&Tensor>,
-        past: Option<&(Tensor, Tensor)>,
+        cache: Option<(&mut KvCache, usize)>,
         exec: Exec,
-    ) -> Result<(Tensor, (Tensor, Tensor))> {
+    ) -> Result<Tensor> {
         let q = self.q_proj.forward(x)?;
         let k = self.k_proj.forward(x)?;
         let v = self.v_proj.forward(x)?;
-        let (out, kv) = self.attend(x, &q, &k, &v, rope, mask, past, exec)?;
-        Ok((self.o_proj.forward(&out)?, kv))
+        let out = self.attend(&q, &k, &v, rope, mask, cache, exec)?;
+        self.o_proj.forward(&out)
     }
 
     /// One decode step of `b` independent sequences, each one token `[b, 1,
-    /// hidden]` after its own cache: the projections run once for all rows
-    /// (the weights are read once per step, not once per sequence), the
-    /// attention row by row against each row's keys and values.
+    /// hidden]` after its own cache (`caches[i]`, layer `layer`): the
+    /// projections run once for all rows (the weights are read once per
+    /// step, not once per sequence), the attention row by row against each
+    /// row's keys and values.
     pub fn forward_rows(
         &self,
         x: &Tensor,
         rope: &Rope,
-        pasts: &[Option<&(Tensor, Tensor)>],
-    ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
+        caches: &mut [&mut KvCache],
+        layer: usize,
+    ) -> Result<Tensor> {
         let q = self.q_proj.forward(x)?;
         let k = self.k_proj.forward(x)?;
         let v = self.v_proj.forward(x)?;
-        let mut outs = Vec::with_capacity(pasts.len());
-        let mut kvs = Vec::with_capacity(pasts.len());
-        for (i, past) in pasts.iter().enumerate() {
+        // RoPE for all rows at once, each at its own position.
+        let offsets: Vec<usize> = caches
+            .iter()
+            .map(|c| {
+                c.layers[layer]
+                    .as_ref()
+                    .map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
+            })
+            .collect();
+        let q = rope.split_heads_at(&q, self.num_heads, &offsets)?;
+        let k = rope.split_heads_at(&k, self.num_kv_heads, &offsets)?;
+        let v = self.heads(&v, self.num_kv_heads)?;
+        let mut outs = Vec::with_capacity(caches.len());
+        for (i, cache) in caches.iter_mut().enumerate() {
             let row = |t: &Tensor| t.narrow(0, i, 1);
-            let (out, kv) = self.attend(
-                &row(x)?,
-                &row(&q)?,
-                &row(&k)?,
-                &row(&v)?,
-                rope,
+            outs.push(self.attend_heads(
+                row(&q)?,
+                row(&k)?,
+                row(&v)?,
                 None,
-                *past,
+                Some((&mut **cache, layer)),
                 Exec::Fused,
-            )?;
-            outs.push(out);
-            kvs.push(kv);
+            )?);
         }
-        Ok((self.o_proj.forward(&Tensor::cat(&outs, 0)?)?, kvs))
+        self.o_proj.forward(&Tensor::cat(&outs, 0)?)
     }
 
     /// Attention of projected queries, keys and values `[b, t, heads·dim]`
@@ -184,22 +264,45 @@ impl Attention {
     #[allow(clippy::too_many_arguments)]
     fn attend(
         &self,
-        x: &Tensor,
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
         rope: &Rope,
         mask: Option<&Tensor>,
-        past: Option<&(Tensor, Tensor)>,
+        cache: Option<(&mut KvCache, usize)>,
         exec: Exec,
-    ) -> Result<(Tensor, (Tensor, Tensor))> {
-        let (b, t, _) = x.dims3()?;
-        let offset = past.map_or(0, |(k, _)| k.dim(2).unwrap_or(0));
+    ) -> Result<Tensor> {
+        let offset = cache.as_ref().map_or(0, |(c, i)| {
+            c.layers[*i]
+                .as_ref()
+                .map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
+        });
         let q = rope.split_heads(q, self.num_heads, offset, exec)?;
         let k = rope.split_heads(k, self.num_kv_heads, offset, exec)?;
         let v = self.heads(v, self.num_kv_heads)?;
-        let (k, v) = match past {
-            Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
+        self.attend_heads(q, k, v, mask, cache, exec)
+    }
+
+    /// Attention of rotated heads `q` `[b, heads, t, dim]`, `k`, `v` `[b,
+    /// kv_heads, t, dim]` (appended to the cache when there is one), before
+    /// the output projection.
+    fn attend_heads(
+        &self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<(&mut KvCache, usize)>,
+        exec: Exec,
+    ) -> Result<Tensor> {
+        let (b, _, t, _) = q.dims4()?;
+        let offset = cache.as_ref().map_or(0, |(c, i)| {
+            c.layers[*i]
+                .as_ref()
+                .map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
+        });
+        let (k, v) = match cache {
+            Some((c, i)) => c.append(i, &k, &v)?,
             None => (k, v),
         };
         if mask.is_none() && attention::supported(&q) {
@@ -208,13 +311,13 @@ impl Attention {
                 Exec::Fused => attention::attention(&q, &k, &v, scale, Some(offset))?,
                 Exec::Autograd => attention::attention_with_grad(&q, &k, &v, scale, Some(offset))?,
             };
-            return Ok((out, (k, v)));
+            return Ok(out);
         }
         let causal;
         let mask = match mask {
             Some(m) => Some(m),
             None if t > 1 => {
-                causal = exec::causal_mask(t, k.dim(2)?, offset, x.device())?
+                causal = exec::causal_mask(t, k.dim(2)?, offset, q.device())?
                     .to_dtype(q.dtype())?
                     .reshape((1, 1, t, k.dim(2)?))?;
                 Some(&causal)
@@ -243,7 +346,7 @@ impl Attention {
         let out = out
             .transpose(1, 2)?
             .reshape((b, t, self.num_heads * self.head_dim))?;
-        Ok((out, (k, v)))
+        Ok(out)
     }
 }
 
@@ -276,14 +379,14 @@ impl Block {
         x: &Tensor,
         rope: &Rope,
         mask: Option<&Tensor>,
-        past: Option<&(Tensor, Tensor)>,
+        cache: Option<(&mut KvCache, usize)>,
         exec: Exec,
-    ) -> Result<(Tensor, (Tensor, Tensor))> {
+    ) -> Result<Tensor> {
         let h = self.input_layernorm.forward(x, exec)?;
-        let (a, kv) = self.self_attn.forward(&h, rope, mask, past, exec)?;
+        let a = self.self_attn.forward(&h, rope, mask, cache, exec)?;
         let x = (x + a)?;
         let h = self.post_attention_layernorm.forward(&x, exec)?;
-        Ok(((&x + self.mlp.forward(&h)?)?, kv))
+        &x + self.mlp.forward(&h)?
     }
 
     /// [`Self::forward`] for one token of each of `b` sequences (see
@@ -292,12 +395,13 @@ impl Block {
         &self,
         x: &Tensor,
         rope: &Rope,
-        pasts: &[Option<&(Tensor, Tensor)>],
-    ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
+        caches: &mut [&mut KvCache],
+        layer: usize,
+    ) -> Result<Tensor> {
         let h = self.input_layernorm.forward(x, Exec::Fused)?;
-        let (a, kvs) = self.self_attn.forward_rows(&h, rope, pasts)?;
+        let a = self.self_attn.forward_rows(&h, rope, caches, layer)?;
         let x = (x + a)?;
         let h = self.post_attention_layernorm.forward(&x, Exec::Fused)?;
-        Ok(((&x + self.mlp.forward(&h)?)?, kvs))
+        &x + self.mlp.forward(&h)?
     }
 }

@@ -99,12 +99,8 @@ impl Llm {
         };
         let mut x = x.to_dtype(self.dtype)?;
         for (i, layer) in self.layers.iter().enumerate() {
-            let past_kv = cache.as_ref().and_then(|c| c.layers[i].clone());
-            let (y, kv) = layer.forward(&x, &self.rope, mask.as_ref(), past_kv.as_ref(), exec)?;
-            if let Some(c) = cache.as_deref_mut() {
-                c.layers[i] = Some(kv);
-            }
-            x = y;
+            let c = cache.as_deref_mut().map(|c| (c, i));
+            x = layer.forward(&x, &self.rope, mask.as_ref(), c, exec)?;
         }
         self.norm.forward(&x, exec)
     }
@@ -135,13 +131,7 @@ impl Llm {
         let ids = Tensor::new(ids, &self.device)?.unsqueeze(1)?;
         let mut x = self.embed(&ids)?.to_dtype(self.dtype)?;
         for (i, layer) in self.layers.iter().enumerate() {
-            let pasts: Vec<Option<&(Tensor, Tensor)>> =
-                caches.iter().map(|c| c.layers[i].as_ref()).collect();
-            let (y, kvs) = layer.forward_rows(&x, &self.rope, &pasts)?;
-            for (c, kv) in caches.iter_mut().zip(kvs) {
-                c.layers[i] = Some(kv);
-            }
-            x = y;
+            x = layer.forward_rows(&x, &self.rope, caches, i)?;
         }
         self.norm.forward(&x, Exec::Fused)
     }

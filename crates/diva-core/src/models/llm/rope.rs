@@ -90,6 +90,40 @@ impl Rope {
         self.apply(&heads, offset, exec)
     }
 
+    /// [`Self::split_heads`] for one token of each of `b` sequences, `x`
+    /// `[b, 1, n_head·head_dim]`, row `i` at position `positions[i]`: one
+    /// rotation for the whole batch (the tables gathered per row).
+    pub fn split_heads_at(&self, x: &Tensor, n_head: usize, positions: &[usize]) -> Result<Tensor> {
+        let (b, t, width) = x.dims3()?;
+        if t != 1 || positions.len() != b {
+            candle_core::bail!(
+                "split_heads_at: [b, 1, width] with b positions, got {:?}",
+                x.dims()
+            );
+        }
+        let idx: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
+        let idx = Tensor::new(idx.as_slice(), x.device())?;
+        let half = self.cos.dim(1)?;
+        let cos = self
+            .cos
+            .index_select(&idx, 0)?
+            .to_dtype(x.dtype())?
+            .reshape((b, 1, half))?;
+        let sin = self
+            .sin
+            .index_select(&idx, 0)?
+            .to_dtype(x.dtype())?
+            .reshape((b, 1, half))?;
+        let heads = x
+            .reshape((b, 1, n_head, width / n_head.max(1)))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        match self.style {
+            RopeStyle::Half => candle_nn::rotary_emb::rope(&heads, &cos, &sin),
+            RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i(&heads, &cos, &sin),
+        }
+    }
+
     fn pairing(&self) -> kernels::rope::Pairing {
         match self.style {
             RopeStyle::Half => kernels::rope::Pairing::Halves,
