@@ -14,6 +14,7 @@ const EXAMPLES: &str = "Examples:
   diva serve --port 9000 --api-key secret      # clients send `Authorization: Bearer secret`
   diva serve --cascade                         # the Whisper → LLM baseline behind the same API
   diva serve --ab-cascade --votes votes.sqlite # blind A/B at /ab: diva vs the cascade
+  diva serve --max-batch 16 --allow-audio-url file:///data/clips/   # batch 16 streams; audio_url from a directory
   curl -s localhost:8080/v1/chat/completions -H 'content-type: application/json' -d \\
     '{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_audio\",
       \"input_audio\":{\"data\":\"'$(base64 -w0 q.wav)'\",\"format\":\"wav\"}}]}]}'";
