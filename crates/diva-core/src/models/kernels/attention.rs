@@ -263,6 +263,7 @@ unsafe fn matmul(
 struct OutPtr(*mut f32);
 // SAFETY: every task writes a distinct (batch, query block, head) tile.
 unsafe impl Send for OutPtr {}
+// SAFETY: as for `Send`: no two tasks touch the same element.
 unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
@@ -493,6 +494,7 @@ impl CustomOp3 for AttentionBwd {
                         // tq × n_keys; `dq`, `dk`, `dv` are this task's own
                         // chunks of group·tq·d and tk·d elements.
                         // ∂P = ∂o·vᵀ
+                        // SAFETY: as above (`ds` holds tq × n_keys).
                         unsafe {
                             matmul(
                                 (tq, n_keys, d),
@@ -511,6 +513,7 @@ impl CustomOp3 for AttentionBwd {
                                 *s = pr * (*s - dot);
                             }
                         }
+                        // SAFETY: as above (`dq` is this task's group·tq·d chunk).
                         unsafe {
                             // ∂q = scale · ∂S·k
                             let dq_h = dense(dq[gi * tq * d..].as_mut_ptr(), d);

@@ -58,6 +58,10 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     /// `wc`: whole weight rows; `out[o * rows + b]` = row `o` · `x` row `b`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA; `wc.len()` a multiple of `d_in`,
+    /// `x.len() == rows * d_in`, `out.len() >= wc.len() / d_in * rows`.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn block(wc: &[f32], x: &[f32], rows: usize, d_in: usize, out: &mut [f32]) {
         let n_w = wc.len() / d_in;
@@ -95,6 +99,9 @@ mod avx2 {
         }
     }
 
+    /// # Safety
+    /// As [`block`], with weight rows `o..o + RO` and x rows `b..b + RB` in
+    /// range: every pointer read below stays inside `wc` and `x`.
     #[inline(always)]
     unsafe fn tile<const RO: usize, const RB: usize>(
         wc: &[f32],
