@@ -76,3 +76,49 @@ fn a_small_gguf_claiming_a_huge_tensor_or_string_is_an_error() {
     let e = GgufFile::open(&name).err().expect("refused").to_string();
     assert!(e.contains("name.gguf"), "{e}");
 }
+
+/// safetensors: an 8-byte header length of 2^60, and a header whose tensor
+/// claims 2^40 f32 elements in a 16-byte buffer, are errors naming the file.
+#[test]
+fn a_safetensors_header_claiming_more_than_the_file_is_an_error() {
+    use diva_core::weights::safetensors_io::load_file;
+    let dir = tempfile::tempdir().unwrap();
+    let st = |header: &str, data: usize| {
+        let mut b = (header.len() as u64).to_le_bytes().to_vec();
+        b.extend_from_slice(header.as_bytes());
+        b.extend(std::iter::repeat_n(0u8, data));
+        b
+    };
+    let ok = write(
+        dir.path(),
+        "ok.safetensors",
+        &st(
+            r#"{"t":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}"#,
+            16,
+        ),
+    );
+    assert_eq!(load_file(&ok, &Device::Cpu).unwrap()["t"].dims(), &[2, 2]);
+
+    let mut long = (1u64 << 60).to_le_bytes().to_vec();
+    long.extend_from_slice(b"{}");
+    let p = write(dir.path(), "long.safetensors", &long);
+    let e = load_file(&p, &Device::Cpu)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("long.safetensors"), "{e}");
+
+    let big = write(
+        dir.path(),
+        "big.safetensors",
+        &st(
+            r#"{"t":{"dtype":"F32","shape":[1048576,1048576],"data_offsets":[0,4398046511104]}}"#,
+            16,
+        ),
+    );
+    let e = load_file(&big, &Device::Cpu)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("big.safetensors"), "{e}");
+}

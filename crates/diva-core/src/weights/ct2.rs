@@ -283,6 +283,37 @@ mod tests {
         assert_eq!(m["b/weight"].dims(), &[2, 3]);
     }
 
+    /// Bounded allocation: claims far beyond the file (2^32 − 1 variables,
+    /// a 4 GB tensor, a rank of 255 and dimensions whose product overflows)
+    /// are errors, found without allocating what they claim.
+    #[test]
+    fn hostile_counts_and_sizes_are_errors() {
+        let full = tiny_model();
+        let patch = |at: usize, bytes: &[u8]| {
+            let mut b = full.clone();
+            b[at..at + bytes.len()].copy_from_slice(bytes);
+            b
+        };
+        // Offsets in `tiny_model`: variable count at 19, the first
+        // variable's rank at 34, its dims at 35..43, its byte count at 44.
+        assert_eq!(&full[19..23], &2u32.to_le_bytes());
+        assert_eq!(&full[44..48], &12u32.to_le_bytes());
+        for (what, b) in [
+            ("count", patch(19, &u32::MAX.to_le_bytes())),
+            ("nbytes", patch(44, &u32::MAX.to_le_bytes())),
+            ("rank", patch(34, &[255])),
+            ("dims", patch(35, &[0xff; 8])),
+        ] {
+            let t0 = std::time::Instant::now();
+            assert!(parse(&b, &Device::Cpu).is_err(), "{what}: must not parse");
+            assert!(
+                t0.elapsed().as_secs() < 5,
+                "{what}: took {:?}",
+                t0.elapsed()
+            );
+        }
+    }
+
     #[test]
     fn every_truncation_is_an_error_not_a_panic() {
         let full = tiny_model();
