@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -112,6 +112,48 @@ fn post(addr: &str, path: &str, body: &str, headers: &str) -> String {
             body.len()
         ),
     )
+}
+
+/// The assistant's text of a 200 non-streamed chat response.
+fn chat_content(r: &str) -> String {
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let v: serde_json::Value = serde_json::from_str(&r[r.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The server's Prometheus text.
+fn metrics_text(addr: &str) -> String {
+    http(
+        addr,
+        "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+}
+
+/// The value of the first sample line starting with `name` (0 if absent).
+fn metric_in(m: &str, name: &str) -> f64 {
+    m.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+fn metric(addr: &str, name: &str) -> f64 {
+    metric_in(&metrics_text(addr), name)
+}
+
+/// `diva eval arena --votes VOTES --json`.
+fn arena_json(votes: &Path) -> serde_json::Value {
+    let o = Command::new(env!("CARGO_BIN_EXE_diva"))
+        .args(["eval", "arena", "--votes"])
+        .arg(votes)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
 }
 
 fn chat_reply(audio: &str, max_tokens: &str) -> String {
@@ -321,35 +363,14 @@ fn concurrent_requests_decode_as_one_batch_with_the_replies_they_get_alone() {
     .iter()
     .map(|m| format!(r#"{{"max_tokens": 24, "temperature": 0, "messages": [{m}]}}"#))
     .collect();
-    let content = |r: &str| -> String {
-        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-        let v: serde_json::Value =
-            serde_json::from_str(&r[r.find("\r\n\r\n").unwrap() + 4..]).unwrap();
-        v["choices"][0]["message"]["content"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
     let alone: Vec<String> = bodies
         .iter()
-        .map(|b| content(&post(&server.addr, "/v1/chat/completions", b, "")))
+        .map(|b| chat_content(&post(&server.addr, "/v1/chat/completions", b, "")))
         .collect();
-    let metrics = |addr: &str| {
-        http(
-            addr,
-            "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
-        )
-    };
-    let bucket = |m: &str, name: &str| -> f64 {
-        m.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .map_or(0.0, |v| v.parse().unwrap())
-    };
-    let m0 = metrics(&server.addr);
+    let m0 = metrics_text(&server.addr);
     let (one0, all0) = (
-        bucket(&m0, "diva_decode_batch_size_bucket{le=\"1\"}"),
-        bucket(&m0, "diva_decode_batch_size_count"),
+        metric_in(&m0, "diva_decode_batch_size_bucket{le=\"1\"}"),
+        metric_in(&m0, "diva_decode_batch_size_count"),
     );
     // All four at once, twice (the second round's requests join a batch
     // that is already running in some order).
@@ -363,7 +384,7 @@ fn concurrent_requests_decode_as_one_batch_with_the_replies_they_get_alone() {
                 })
                 .collect();
             hs.into_iter()
-                .map(|h| content(&h.join().unwrap()))
+                .map(|h| chat_content(&h.join().unwrap()))
                 .collect()
         });
         for (i, (a, t)) in alone.iter().zip(&together).enumerate() {
@@ -373,9 +394,9 @@ fn concurrent_requests_decode_as_one_batch_with_the_replies_they_get_alone() {
             );
         }
     }
-    let m1 = metrics(&server.addr);
-    let multi = (bucket(&m1, "diva_decode_batch_size_count") - all0)
-        - (bucket(&m1, "diva_decode_batch_size_bucket{le=\"1\"}") - one0);
+    let m1 = metrics_text(&server.addr);
+    let multi = (metric_in(&m1, "diva_decode_batch_size_count") - all0)
+        - (metric_in(&m1, "diva_decode_batch_size_bucket{le=\"1\"}") - one0);
     assert!(
         multi > 10.0,
         "only {multi} decode steps ran more than one row:\n{m1}"
@@ -510,18 +531,7 @@ fn the_page_records_sends_and_streams_the_reply_in_chromium() {
         v["ab_status"].as_str().unwrap().contains("vote recorded"),
         "{v}"
     );
-    let o = Command::new(env!("CARGO_BIN_EXE_diva"))
-        .args([
-            "eval",
-            "arena",
-            "--votes",
-            votes.to_str().unwrap(),
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let arena: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let arena = arena_json(&votes);
     assert_eq!(arena["votes"], 1, "{arena}");
     // The upload path sends the file as is: the reply is the API's.
     let b64 = {
@@ -622,18 +632,7 @@ fn the_ab_study_answers_with_both_systems_and_records_votes() {
         "",
     );
     assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
-    let o = Command::new(env!("CARGO_BIN_EXE_diva"))
-        .args([
-            "eval",
-            "arena",
-            "--votes",
-            votes.to_str().unwrap(),
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let p = arena_json(&votes);
     assert_eq!(
         (p["system_a"].as_str(), p["system_b"].as_str()),
         (Some("cascade"), Some("diva"))
@@ -870,26 +869,17 @@ fn allowed_audio_urls_are_fetched_and_everything_else_refused() {
         );
         post(&server.addr, "/v1/chat/completions", &body, "")
     };
-    let reply = |r: &str| -> String {
-        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-        let v: serde_json::Value =
-            serde_json::from_str(&r[r.find("\r\n\r\n").unwrap() + 4..]).unwrap();
-        v["choices"][0]["message"]["content"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
     let inline = {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD.encode(&wav);
-        reply(&ask(&format!("data:audio/wav;base64,{b64}")))
+        chat_content(&ask(&format!("data:audio/wav;base64,{b64}")))
     };
     assert_eq!(
-        reply(&ask(&format!("http://{web_addr}/clips/q.wav"))),
+        chat_content(&ask(&format!("http://{web_addr}/clips/q.wav"))),
         inline
     );
     assert_eq!(
-        reply(&ask(&format!("file://{}/q.wav", allowed.display()))),
+        chat_content(&ask(&format!("file://{}/q.wav", allowed.display()))),
         inline
     );
     for url in [
@@ -930,36 +920,17 @@ fn earlier_audio_turns_come_from_the_cache_with_the_same_reply() {
         r#"{{"max_tokens": 12, "temperature": 0, "messages": [{{"role":"user","content":{}}}]}}"#,
         part(&a)
     );
-    let reply = |r: &str| -> String {
-        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-        let v: serde_json::Value =
-            serde_json::from_str(&r[r.find("\r\n\r\n").unwrap() + 4..]).unwrap();
-        v["choices"][0]["message"]["content"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let counter = |addr: &str, name: &str| -> f64 {
-        let m = http(
-            addr,
-            "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
-        );
-        m.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .map_or(0.0, |v| v.parse().unwrap())
-    };
     let cached = start(&[]);
-    let r1 = reply(&post(&cached.addr, "/v1/chat/completions", &first, ""));
+    let r1 = chat_content(&post(&cached.addr, "/v1/chat/completions", &first, ""));
     let second = format!(
         r#"{{"max_tokens": 16, "temperature": 0, "messages": [{{"role":"user","content":{}}},{{"role":"assistant","content":{}}},{{"role":"user","content":{}}}]}}"#,
         part(&a),
         serde_json::Value::String(r1.clone()),
         part(&b)
     );
-    let hits0 = counter(&cached.addr, "diva_audio_cache_hits_total");
-    let r2 = reply(&post(&cached.addr, "/v1/chat/completions", &second, ""));
-    let hits1 = counter(&cached.addr, "diva_audio_cache_hits_total");
+    let hits0 = metric(&cached.addr, "diva_audio_cache_hits_total");
+    let r2 = chat_content(&post(&cached.addr, "/v1/chat/completions", &second, ""));
+    let hits1 = metric(&cached.addr, "diva_audio_cache_hits_total");
     assert_eq!(
         hits1 - hits0,
         1.0,
@@ -968,17 +939,14 @@ fn earlier_audio_turns_come_from_the_cache_with_the_same_reply() {
     drop(cached);
     let uncached = start(&["--audio-cache", "0"]);
     assert_eq!(
-        reply(&post(&uncached.addr, "/v1/chat/completions", &first, "")),
+        chat_content(&post(&uncached.addr, "/v1/chat/completions", &first, "")),
         r1
     );
     assert_eq!(
-        reply(&post(&uncached.addr, "/v1/chat/completions", &second, "")),
+        chat_content(&post(&uncached.addr, "/v1/chat/completions", &second, "")),
         r2
     );
-    assert_eq!(
-        counter(&uncached.addr, "diva_audio_cache_misses_total"),
-        0.0
-    );
+    assert_eq!(metric(&uncached.addr, "diva_audio_cache_misses_total"), 0.0);
 }
 
 /// A slow-loris on the headers: a connection that starts a request and

@@ -108,13 +108,10 @@ pub fn run(
         let mut i = 0;
         while i < batch.len() {
             let r = &mut batch[i];
-            let events = &r.events;
-            let sink = |t: &str| {
-                events
-                    .send(Event::Token(t.to_string()))
-                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
-            };
-            match r.decoder.next(r.conv.cached_tokens(), sink) {
+            match r
+                .decoder
+                .next(r.conv.cached_tokens(), token_sink(&r.events))
+            {
                 Ok(Some(id)) => {
                     r.next = id;
                     i += 1;
@@ -234,15 +231,20 @@ fn begin<'s>(
     Ok((conv, decoder, prompt_tokens, audio_tokens))
 }
 
-/// A reply that ended: its last text, usage and finish reason.
-fn finish(r: Running) {
-    let events = r.events;
-    let sink = |t: &str| {
+/// Streamed text into a reply's events; a client that went away is a
+/// broken pipe, which ends the reply.
+fn token_sink(events: &UnboundedSender<Event>) -> impl FnMut(&str) -> std::io::Result<()> + '_ {
+    |t: &str| {
         events
             .send(Event::Token(t.to_string()))
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
-    };
-    let g = match r.decoder.finish(sink) {
+    }
+}
+
+/// A reply that ended: its last text, usage and finish reason.
+fn finish(r: Running) {
+    let events = r.events;
+    let g = match r.decoder.finish(token_sink(&events)) {
         Ok(g) => g,
         Err(e) => {
             tracing::debug!("cancelled: {e}");

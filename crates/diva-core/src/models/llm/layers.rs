@@ -124,12 +124,17 @@ impl KvCache {
         Self { layers, buffers }
     }
 
-    /// Number of cached positions.
-    pub fn len(&self) -> usize {
+    /// Positions cached in layer `i`.
+    pub fn layer_len(&self, i: usize) -> usize {
         self.layers
-            .first()
+            .get(i)
             .and_then(|l| l.as_ref())
             .map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
+    }
+
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.layer_len(0)
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -151,9 +156,7 @@ impl KvCache {
             return Ok(kv);
         }
         let t = k.dim(2)?;
-        let len = self.layers[i]
-            .as_ref()
-            .map_or(0, |(k, _)| k.dim(2).unwrap_or(0));
+        let len = self.layer_len(i);
         let need = len + t;
         let room = self.buffers[i]
             .as_ref()
@@ -233,14 +236,7 @@ impl Attention {
         let k = self.k_proj.forward(x)?;
         let v = self.v_proj.forward(x)?;
         // RoPE for all rows at once, each at its own position.
-        let offsets: Vec<usize> = caches
-            .iter()
-            .map(|c| {
-                c.layers[layer]
-                    .as_ref()
-                    .map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
-            })
-            .collect();
+        let offsets: Vec<usize> = caches.iter().map(|c| c.layer_len(layer)).collect();
         let q = rope.split_heads_at(&q, self.num_heads, &offsets)?;
         let k = rope.split_heads_at(&k, self.num_kv_heads, &offsets)?;
         let v = self.heads(&v, self.num_kv_heads)?;
@@ -272,11 +268,7 @@ impl Attention {
         cache: Option<(&mut KvCache, usize)>,
         exec: Exec,
     ) -> Result<Tensor> {
-        let offset = cache.as_ref().map_or(0, |(c, i)| {
-            c.layers[*i]
-                .as_ref()
-                .map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
-        });
+        let offset = cache.as_ref().map_or(0, |(c, i)| c.layer_len(*i));
         let q = rope.split_heads(q, self.num_heads, offset, exec)?;
         let k = rope.split_heads(k, self.num_kv_heads, offset, exec)?;
         let v = self.heads(v, self.num_kv_heads)?;
@@ -296,11 +288,7 @@ impl Attention {
         exec: Exec,
     ) -> Result<Tensor> {
         let (b, _, t, _) = q.dims4()?;
-        let offset = cache.as_ref().map_or(0, |(c, i)| {
-            c.layers[*i]
-                .as_ref()
-                .map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
-        });
+        let offset = cache.as_ref().map_or(0, |(c, i)| c.layer_len(*i));
         let (k, v) = match cache {
             Some((c, i)) => c.append(i, &k, &v)?,
             None => (k, v),
