@@ -36,3 +36,14 @@ pub fn use_one_pool_unless_quantized(
     }
     Ok(())
 }
+
+/// Runs `f` on a worker of rayon's pool (the one the GEMMs and diva's
+/// kernels use) and returns its result. From outside the pool every
+/// parallel op wakes the pool and puts the caller to sleep until it is
+/// done (10–20 µs each; SmolLM2 runs 211 products a token, so 2–4 ms of a
+/// 17 ms token); from a worker the caller takes part in the work instead.
+/// `diva serve`'s model thread, `diva chat`'s replies and `diva bench llm`
+/// decode this way.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}

@@ -34,7 +34,8 @@ pub enum Cmd {
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
-  diva bench llm                               # SmolLM2, prompt 128 and decode 64 tokens, vs transformers
+  diva bench llm                               # SmolLM2, prompt 128, decode 64, vs transformers and llama.cpp
+  diva bench llm --against llama.cpp --threads 1 --repeat 5
   diva bench llm --llm model.gguf --no-reference --repeat 5")]
 pub struct LlmArgs {
     /// The LLM: a fetched name, a .gguf file, an HF directory or a hub id.
@@ -46,15 +47,42 @@ pub struct LlmArgs {
     /// Tokens decoded after the prompt (decode speed).
     #[arg(long, default_value_t = 64)]
     gen_tokens: usize,
-    /// Timed rounds after one warm-up; the median is reported.
+    /// Interleaved rounds (every engine once per round, each after its
+    /// own warm-up); medians are reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
-    /// Python with transformers for the side-by-side run (default: the reference venv).
+    /// Threads for diva and for the peers (default: every core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// The peers to run side by side (repeatable; default both): the same
+    /// GGUF file, threads and prompt.
+    #[arg(long, value_enum)]
+    against: Vec<LlmPeer>,
+    /// Python with transformers / llama-cpp-python for the side-by-side run
+    /// (default: the reference venv).
     #[arg(long)]
     python: Option<PathBuf>,
-    /// Skip the transformers side.
-    #[arg(long)]
+    /// Skip the peers.
+    #[arg(long, conflicts_with = "against")]
     no_reference: bool,
+}
+
+/// A peer of `diva bench llm`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LlmPeer {
+    Transformers,
+    #[value(name = "llama.cpp")]
+    LlamaCpp,
+}
+
+impl LlmPeer {
+    /// The engine's name in `tools/reference/bench_llm.py`.
+    fn engine(self) -> &'static str {
+        match self {
+            LlmPeer::Transformers => "transformers",
+            LlmPeer::LlamaCpp => "llama_cpp",
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -258,16 +286,26 @@ fn time_llm(
 fn llm_bench(a: LlmArgs) -> Result<ExitCode> {
     use candle_core::quantized::GgmlDType;
     use diva_core::models::llm::{load_llm, WeightMode};
+    if a.repeat == 0 {
+        bail!("--repeat 0: at least one round is needed");
+    }
+    let threads = match a.threads {
+        Some(0) => bail!("--threads 0: give at least 1"),
+        Some(n) => {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build_global()
+                .context("cannot size the thread pool")?;
+            n
+        }
+        None => rayon::current_num_threads(),
+    };
     let path = cache::resolve_llm(&a.llm)?;
     let tok = diva_core::text::LlmTokenizer::from_path(&path)?;
     const TEXT: &str = "The history of speech recognition goes back to the 1950s, when researchers at Bell Labs built a system that could recognise spoken digits from a single speaker. ";
     let base = tok.encode(TEXT, false)?;
     let prompt: Vec<u32> = base.iter().copied().cycle().take(a.prompt_tokens).collect();
-    let mut rows = Vec::new();
-    eprintln!(
-        "{:<34}{:>14}{:>14}",
-        "engine", "prompt tok/s", "decode tok/s"
-    );
+    let mut engines = Vec::new();
     for (name, mode) in [
         (
             "diva f32 (dequantized)",
@@ -283,70 +321,157 @@ fn llm_bench(a: LlmArgs) -> Result<ExitCode> {
             WeightMode::Requantized(GgmlDType::Q4_0),
         ),
     ] {
-        let llm = match load_llm(&path, mode, &Device::Cpu) {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("{name:<34}  skipped: {e}");
-                continue;
-            }
-        };
-        let (pp, dec) = time_llm(&llm, &prompt, a.gen_tokens, a.repeat)?;
-        eprintln!("{name:<34}{pp:>14.1}{dec:>14.1}");
-        rows.push(json!({"engine": name, "prompt_tok_s": pp, "decode_tok_s": dec}));
-    }
-    let mut report = json!({"model": path, "prompt_tokens": a.prompt_tokens, "gen_tokens": a.gen_tokens, "diva": rows});
-    if !a.no_reference {
-        match reference_python(a.python) {
-            None => eprintln!(
-                "(transformers side skipped: run tools/reference/setup-venv or pass --python)"
-            ),
-            Some(py) if path.is_file() => {
-                let out = Command::new(&py)
-                    .args([
-                        "tools/reference/bench_llm.py",
-                        "--json",
-                        "--engine",
-                        "transformers",
-                        "--engine",
-                        "llama_cpp",
-                    ])
-                    .arg("--gguf")
-                    .arg(&path)
-                    .args([
-                        "--prompt-tokens",
-                        &a.prompt_tokens.to_string(),
-                        "--gen-tokens",
-                        &a.gen_tokens.to_string(),
-                    ])
-                    .args(["--repeat", &a.repeat.to_string()])
-                    .output()
-                    .with_context(|| format!("cannot run {}", py.display()))?;
-                if !out.status.success() {
-                    bail!(
-                        "reference benchmark failed:\n{}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
-                let peers: serde_json::Value = serde_json::from_slice(&out.stdout)
-                    .context("reference benchmark printed invalid JSON")?;
-                for p in peers.as_array().into_iter().flatten() {
-                    let name = format!(
-                        "{} ({})",
-                        p["engine"].as_str().unwrap_or("?"),
-                        p["dtype"].as_str().unwrap_or("")
-                    );
-                    match (p["prompt_tok_s"].as_f64(), p["decode_tok_s"].as_f64()) {
-                        (Some(pp), Some(d)) => eprintln!("{name:<34}{pp:>14.1}{d:>14.1}"),
-                        _ => eprintln!(
-                            "{name:<34}  unavailable: {}",
-                            p["error"].as_str().unwrap_or("?")
-                        ),
-                    }
-                }
-                report["reference"] = peers;
-            }
-            Some(_) => eprintln!("(reference side needs a .gguf model)"),
+        match load_llm(&path, mode, &Device::Cpu) {
+            Ok(l) => engines.push((name, l)),
+            Err(e) => eprintln!("{name:<34}  skipped: {e}"),
         }
+    }
+    let peers: Vec<LlmPeer> = if a.no_reference {
+        Vec::new()
+    } else if a.against.is_empty() {
+        vec![LlmPeer::Transformers, LlmPeer::LlamaCpp]
+    } else {
+        a.against.clone()
+    };
+    let python = if peers.is_empty() {
+        None
+    } else {
+        match reference_python(a.python.clone()) {
+            None => {
+                eprintln!("(peers skipped: run tools/reference/setup-venv or pass --python)");
+                None
+            }
+            Some(_) if !path.is_file() => {
+                eprintln!("(peers need a .gguf model)");
+                None
+            }
+            py => py,
+        }
+    };
+    // Interleaved rounds: every engine once per round, so drift of this
+    // machine lands on all of them alike.
+    let mut ours: Vec<Vec<(f64, f64)>> = vec![Vec::new(); engines.len()];
+    let mut theirs: Vec<Vec<serde_json::Value>> = vec![Vec::new(); peers.len()];
+    for round in 0..a.repeat {
+        eprintln!("round {}/{}", round + 1, a.repeat);
+        for (i, (_, llm)) in engines.iter().enumerate() {
+            ours[i].push(diva_core::cpu_pools::on_pool(|| {
+                time_llm(llm, &prompt, a.gen_tokens, 1)
+            })?);
+        }
+        if let Some(py) = &python {
+            let mut cmd = Command::new(py);
+            cmd.args(["tools/reference/bench_llm.py", "--json", "--repeat", "1"])
+                .arg("--gguf")
+                .arg(&path)
+                .args(["--threads", &threads.to_string()])
+                .args(["--prompt-tokens", &a.prompt_tokens.to_string()])
+                .args(["--gen-tokens", &a.gen_tokens.to_string()]);
+            for p in &peers {
+                cmd.args(["--engine", p.engine()]);
+            }
+            let out = cmd
+                .output()
+                .with_context(|| format!("cannot run {}", py.display()))?;
+            if !out.status.success() {
+                bail!(
+                    "reference benchmark failed:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let got: serde_json::Value = serde_json::from_slice(&out.stdout)
+                .context("reference benchmark printed invalid JSON")?;
+            for (i, r) in got.as_array().into_iter().flatten().enumerate() {
+                if let Some(v) = theirs.get_mut(i) {
+                    v.push(r.clone());
+                }
+            }
+        }
+    }
+    let median = |mut v: Vec<f64>| -> f64 {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    eprintln!(
+        "{:<34}{:>14}{:>14}   ({threads} threads, medians of {} rounds)",
+        "engine", "prompt tok/s", "decode tok/s", a.repeat
+    );
+    let mut rows = Vec::new();
+    for ((name, _), r) in engines.iter().zip(&ours) {
+        let pp = median(r.iter().map(|x| x.0).collect());
+        let dec = median(r.iter().map(|x| x.1).collect());
+        eprintln!("{name:<34}{pp:>14.1}{dec:>14.1}");
+        rows.push(json!({
+            "engine": name, "prompt_tok_s": pp, "decode_tok_s": dec,
+            "rounds": r.iter().map(|x| json!({"prompt_tok_s": x.0, "decode_tok_s": x.1})).collect::<Vec<_>>(),
+        }));
+    }
+    let mut report = json!({
+        "model": path, "threads": threads, "prompt_tokens": a.prompt_tokens,
+        "gen_tokens": a.gen_tokens, "rounds": a.repeat, "diva": rows,
+    });
+    let mut refs = Vec::new();
+    let mut ratios = serde_json::Map::new();
+    let stored = ours
+        .iter()
+        .zip(&engines)
+        .find(|(_, (n, _))| *n == "diva as stored (GGUF)")
+        .map(|(r, _)| {
+            (
+                median(r.iter().map(|x| x.0).collect()),
+                median(r.iter().map(|x| x.1).collect()),
+            )
+        });
+    for (p, runs) in peers.iter().zip(&theirs) {
+        let Some(first) = runs.first() else { continue };
+        let label = format!(
+            "{} ({})",
+            first["engine"].as_str().unwrap_or("?"),
+            first["dtype"].as_str().unwrap_or("")
+        );
+        let pps: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r["prompt_tok_s"].as_f64())
+            .collect();
+        let decs: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r["decode_tok_s"].as_f64())
+            .collect();
+        if pps.is_empty() || decs.is_empty() {
+            eprintln!(
+                "{label:<34}  unavailable: {}",
+                first["error"].as_str().unwrap_or("?")
+            );
+            refs.push(first.clone());
+            continue;
+        }
+        let (pp, dec) = (median(pps.clone()), median(decs.clone()));
+        eprintln!("{label:<34}{pp:>14.1}{dec:>14.1}");
+        let mut r = first.clone();
+        r["prompt_tok_s"] = json!(pp);
+        r["decode_tok_s"] = json!(dec);
+        r["rounds"] = json!(pps
+            .iter()
+            .zip(&decs)
+            .map(|(a, b)| json!({"prompt_tok_s": a, "decode_tok_s": b}))
+            .collect::<Vec<_>>());
+        refs.push(r);
+        if let Some((spp, sdec)) = stored {
+            eprintln!(
+                "  diva as stored / {}: prompt {:.2}x, decode {:.2}x",
+                p.engine(),
+                spp / pp,
+                sdec / dec
+            );
+            ratios.insert(
+                p.engine().into(),
+                json!({"prompt": spp / pp, "decode": sdec / dec}),
+            );
+        }
+    }
+    if !peers.is_empty() {
+        report["reference"] = json!(refs);
+        report["diva_as_stored_over_peer"] = json!(ratios);
     }
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(ExitCode::SUCCESS)

@@ -59,6 +59,18 @@ pub struct ModelArgs {
     /// their memory); on CUDA also of the (then dense) LLM.
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: Precision,
+    /// The LLM's weights on the CPU: `stored` runs the GGUF's blocks on
+    /// diva's quantized kernels (8-bit activations, as llama.cpp does);
+    /// `f32` dequantizes them (the exact product, 2–4× slower to decode).
+    #[arg(long, value_enum, default_value = "stored")]
+    pub llm_weights: LlmWeights,
+}
+
+/// `--llm-weights`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LlmWeights {
+    Stored,
+    F32,
 }
 
 #[derive(clap::Args)]
@@ -225,6 +237,7 @@ pub fn options(
         instruction,
         dtype: a.dtype.into(),
         device,
+        exact_llm: a.llm_weights == LlmWeights::F32,
     })
 }
 
@@ -238,6 +251,17 @@ struct Answer {
 /// Answer `input` in `conv`, streaming to stdout after `label: ` (unless
 /// `--json`), with the timings line on stderr under `--timings`.
 fn answer(
+    s: &Assistant,
+    conv: &mut Conversation,
+    input: &Input,
+    a: &Args,
+    params: &SamplingParams,
+    label: Option<&str>,
+) -> Result<Answer> {
+    diva_core::cpu_pools::on_pool(|| answer_on_pool(s, conv, input, a, params, label))
+}
+
+fn answer_on_pool(
     s: &Assistant,
     conv: &mut Conversation,
     input: &Input,

@@ -52,6 +52,9 @@ pub struct AssistantOptions {
     /// Compute dtype of the Whisper encoder, the connector and the transcriber.
     pub dtype: DType,
     pub device: Device,
+    /// On the CPU, dequantize the LLM's GGUF weights to f32 (the exact
+    /// product, 2–4× slower to decode) instead of running them as stored.
+    pub exact_llm: bool,
 }
 
 /// A loaded session.
@@ -119,10 +122,12 @@ impl Reply {
 }
 
 impl Assistant {
-    /// How the LLM's weights load: quantized GGUF kernels on the CPU, dense
-    /// in `dtype` on a GPU.
+    /// How the LLM's weights load: as stored on the CPU (quantized GGUF
+    /// kernels) unless `exact_llm`, dense in `dtype` on a GPU.
     fn weight_mode(o: &AssistantOptions) -> WeightMode {
-        if o.device.is_cpu() {
+        if o.device.is_cpu() && o.exact_llm {
+            WeightMode::Dense(DType::F32)
+        } else if o.device.is_cpu() {
             WeightMode::Quantized
         } else {
             WeightMode::Dense(o.dtype)

@@ -88,7 +88,10 @@ pub fn matmul_t_on(
 ) -> Vec<f32> {
     assert_eq!(x.len(), rows * d_in, "few_rows: x is not [rows, d_in]");
     assert_eq!(w.len(), d_out * d_in, "few_rows: w is not [d_out, d_in]");
-    assert!(Isa::available().contains(&isa), "few_rows: this CPU has no {isa:?}");
+    assert!(
+        Isa::available().contains(&isa),
+        "few_rows: this CPU has no {isa:?}"
+    );
     // Transposed result `[d_out, rows]`: each task owns a contiguous run.
     let mut yt = vec![0f32; d_out * rows];
     yt.par_chunks_mut(CHUNK * rows)

@@ -1,19 +1,28 @@
 //! The decoder's blocks: RMSNorm, projections (dense or quantized), grouped-query
 //! attention with RoPE and a KV cache, and the SwiGLU MLP.
 
+use std::sync::Arc;
+
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Module, Result, Tensor, D};
 
 use super::rope::Rope;
 use crate::models::exec::{self, Exec};
+use crate::models::kernels::quant::{self, QMatrix};
 use crate::models::kernels::{activations, attention, rowwise};
 use crate::models::linear::Linear;
 
 /// A projection `y = x Wᵀ (+ b)`. Quantized weights stay quantized for
-/// inference (candle's quantized matmul); training dequantizes them.
+/// inference: Q4_0, Q4_1 and Q8_0 in their GGUF blocks on diva's integer
+/// kernels ([`quant`]), the K-quants on candle's quantized matmul; training
+/// dequantizes them.
 #[derive(Debug, Clone)]
 pub enum Proj {
     Dense(Linear),
+    Blocks {
+        weight: Arc<QMatrix>,
+        bias: Option<Tensor>,
+    },
     Quantized {
         weight: QMatMul,
         bias: Option<Tensor>,
@@ -24,6 +33,26 @@ impl Proj {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Proj::Dense(l) => l.forward(x),
+            Proj::Blocks { weight, bias } => {
+                let dims = x.dims().to_vec();
+                let rows = x.elem_count() / weight.d_in.max(1);
+                let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                if xs.len() != rows * weight.d_in {
+                    candle_core::bail!("{weight:?}: input of shape {dims:?}");
+                }
+                let y = quant::matmul_t(&xs, rows, weight);
+                let y =
+                    Tensor::from_vec(y, (rows, weight.d_out), x.device())?.to_dtype(x.dtype())?;
+                let y = match bias {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                };
+                let mut out = dims;
+                if let Some(last) = out.last_mut() {
+                    *last = weight.d_out;
+                }
+                y.reshape(out)
+            }
             Proj::Quantized { weight, bias } => {
                 let dims = x.dims().to_vec();
                 let d_in = *dims.last().unwrap_or(&1);

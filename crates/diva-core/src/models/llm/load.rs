@@ -2,8 +2,10 @@
 //!
 //! GGUF tensor names (`blk.N.attn_q.weight`, …) map one-to-one onto HF's
 //! (`model.layers.N.self_attn.q_proj.weight`, …); both loaders fill the same
-//! structs. GGUF weights stay quantized in [`WeightMode::Quantized`] and are
-//! dequantized in [`WeightMode::Dense`] (training, parity tests).
+//! structs. GGUF weights stay quantized in [`WeightMode::Quantized`] (Q4_0,
+//! Q4_1 and Q8_0 in their blocks on diva's integer kernels, the K-quants on
+//! candle's) and are dequantized in [`WeightMode::Dense`] (training,
+//! exactness tests).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use super::config::LlmConfig;
 use super::layers::{Attention, Block, Mlp, Proj, RmsNorm};
 use super::model::Llm;
 use super::rope::Rope;
+use crate::models::kernels::quant::{QMatrix, QType};
 use crate::models::linear::Linear;
 use crate::weights::gguf::GgufFile;
 use crate::weights::hf;
@@ -23,13 +26,14 @@ use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightMode {
-    /// Keep GGUF tensors quantized (inference only). Norms, embeddings and
-    /// activations use `DType::F32`.
+    /// Keep GGUF tensors quantized (inference only; types without a kernel,
+    /// Q5_0/Q5_1, are dequantized). Norms, embeddings and activations use
+    /// `DType::F32`.
     Quantized,
     /// Dense weights in this dtype (GGUF is dequantized).
     Dense(DType),
-    /// Re-quantize every projection to this GGUF type (e.g. Q8_0, Q4_K) for
-    /// candle's SIMD kernels, whatever the file stores.
+    /// Re-quantize every projection to this GGUF type (e.g. Q8_0, Q4_K),
+    /// whatever the file stores.
     Requantized(GgmlDType),
 }
 
@@ -165,22 +169,32 @@ fn build(
     })
 }
 
-/// Whether candle 0.11 has a SIMD CPU kernel for this type. Q4_1, Q5_0 and
-/// Q5_1 only have its scalar reference loop (measured: 20 ms for a 37×576×576
-/// product, 25× slower than dense f32, and 4e-2 relative drift of SmolLM2's
-/// final hidden states), so those weights are dequantized to f32 at load.
-fn has_fast_kernel(t: GgmlDType) -> bool {
-    use GgmlDType::*;
-    matches!(t, Q4_0 | Q8_0 | Q2K | Q3K | Q4K | Q5K | Q6K | Q8K)
+/// The block type of diva's own integer kernels ([`quant`]) for a GGUF
+/// type, if it has one.
+fn diva_kernel(t: GgmlDType) -> Option<QType> {
+    match t {
+        GgmlDType::Q4_0 => Some(QType::Q4_0),
+        GgmlDType::Q4_1 => Some(QType::Q4_1),
+        GgmlDType::Q8_0 => Some(QType::Q8_0),
+        _ => None,
+    }
 }
 
-/// Whether [`load_llm`] in `mode` keeps any projection quantized (so candle's
-/// quantized kernels, and their thread pool, will run). Reads only the GGUF
-/// header.
+/// Whether candle 0.11's SIMD CPU kernels run this type (the K-quants).
+/// Q5_0 and Q5_1 only have its scalar reference loop (measured for Q4_1
+/// before diva had its own: 20 ms for a 37×576×576 product, 25× slower
+/// than dense f32), so those weights are dequantized to f32 at load.
+fn candle_kernel(t: GgmlDType) -> bool {
+    use GgmlDType::*;
+    matches!(t, Q2K | Q3K | Q4K | Q5K | Q6K | Q8K)
+}
+
+/// Whether [`load_llm`] in `mode` runs any projection on candle's quantized
+/// kernels (and so their thread pool). Reads only the GGUF header.
 pub fn keeps_quantized_weights(path: &Path, mode: WeightMode) -> Result<bool> {
     Ok(match mode {
         WeightMode::Dense(_) => false,
-        WeightMode::Requantized(_) => true,
+        WeightMode::Requantized(t) => diva_kernel(t).is_none(),
         WeightMode::Quantized if path.is_file() => GgufFile::open(path)?
             .content
             .tensor_infos
@@ -189,10 +203,28 @@ pub fn keeps_quantized_weights(path: &Path, mode: WeightMode) -> Result<bool> {
                 // Projections only: the embedding table is always dequantized.
                 name != "token_embd.weight"
                     && name.ends_with(".weight")
-                    && has_fast_kernel(info.ggml_dtype)
+                    && candle_kernel(info.ggml_dtype)
             }),
         // HF directories load dense.
         WeightMode::Quantized => false,
+    })
+}
+
+/// A quantized tensor `[d_out, d_in]` as blocks for diva's kernels.
+fn blocks(q: &QTensor, t: QType, name: &str, path: &Path) -> Result<Proj> {
+    let (d_out, d_in) = q
+        .shape()
+        .dims2()
+        .map_err(|e| Error::model(path, format!("{name}: {e}")))?;
+    let data = q
+        .data()
+        .map_err(|e| Error::model(path, format!("{name}: {e}")))?
+        .into_owned();
+    let m = QMatrix::from_bytes(t, d_out, d_in, data)
+        .map_err(|e| Error::model(path, format!("{name}: {e}")))?;
+    Ok(Proj::Blocks {
+        weight: Arc::new(m),
+        bias: None,
     })
 }
 
@@ -206,6 +238,23 @@ pub fn load_gguf(path: &Path, mode: WeightMode, device: &Device) -> Result<Llm> 
         t.dequantize(device)
             .and_then(|t| t.to_dtype(dtype))
             .map_err(|e| Error::model(path, format!("{name}: {e}")))
+    };
+    // diva's kernels where it has one for the type (on the CPU), else
+    // candle's quantized matmul.
+    let quantized = |q: QTensor, wname: &str| -> Result<Proj> {
+        match diva_kernel(q.dtype()) {
+            Some(t) if device.is_cpu() => blocks(&q, t, wname, path),
+            _ => Ok(Proj::Quantized {
+                weight: QMatMul::from_arc(Arc::new(q))
+                    .map_err(|e| Error::model(path, format!("{wname}: {e}")))?,
+                bias: None,
+            }),
+        }
+    };
+    let with_bias = |p: Proj, b: Option<Tensor>| match p {
+        Proj::Blocks { weight, .. } => Proj::Blocks { weight, bias: b },
+        Proj::Quantized { weight, .. } => Proj::Quantized { weight, bias: b },
+        Proj::Dense(l) => Proj::Dense(Linear::new(l.weight, b)),
     };
     let proj = |name: &str| -> Result<Proj> {
         let bias_name = format!("{name}.bias");
@@ -229,16 +278,13 @@ pub fn load_gguf(path: &Path, mode: WeightMode, device: &Device) -> Result<Llm> 
                 let q = QTensor::quantize(&w, t).map_err(|e| {
                     Error::model(path, format!("{wname}: cannot quantize to {t:?}: {e}"))
                 })?;
-                let weight = QMatMul::from_arc(Arc::new(q))
-                    .map_err(|e| Error::model(path, format!("{wname}: {e}")))?;
-                Proj::Quantized { weight, bias }
+                with_bias(quantized(q, &wname)?, bias)
             }
             WeightMode::Quantized => {
                 let q = g.tensor(&wname, device)?;
-                if has_fast_kernel(q.dtype()) {
-                    let weight = QMatMul::from_arc(Arc::new(q))
-                        .map_err(|e| Error::model(path, format!("{wname}: {e}")))?;
-                    Proj::Quantized { weight, bias }
+                if (diva_kernel(q.dtype()).is_some() && device.is_cpu()) || candle_kernel(q.dtype())
+                {
+                    with_bias(quantized(q, &wname)?, bias)
                 } else {
                     let w = q
                         .dequantize(device)
@@ -277,13 +323,22 @@ pub fn load_gguf(path: &Path, mode: WeightMode, device: &Device) -> Result<Llm> 
         });
     }
     let embed_tokens = dequant("token_embd.weight")?;
-    // A tied head reuses the dense (dequantized) embedding table: with
-    // activation-quantized Q8_0 products SmolLM2's top logits moved enough
-    // (25.33 vs 25.24) to change its answer to "What is the capital of France?".
+    // A tied head: as stored, the embedding table's own blocks (as
+    // llama.cpp does; SmolLM2 stores it as Q8_0, a quarter of the f32
+    // table's 113 MB read on every token); otherwise the dense table. The
+    // 8-bit activations move SmolLM2's top logits by ~0.1 (25.33 vs 25.24
+    // once changed its answer to "What is the capital of France?"), which
+    // is why the exactness tests select f32 (docs/benchmarks.md).
     let lm_head = if g.has_tensor("output.weight") {
         proj("output")?
     } else {
-        Proj::Dense(Linear::new(embed_tokens.clone(), None))
+        let stored = g.tensor("token_embd.weight", device)?;
+        match diva_kernel(stored.dtype()) {
+            Some(t) if mode == WeightMode::Quantized && device.is_cpu() => {
+                blocks(&stored, t, "token_embd.weight", path)?
+            }
+            _ => Proj::Dense(Linear::new(embed_tokens.clone(), None)),
+        }
     };
     let freq_factors = if g.has_tensor("rope_freqs.weight") {
         Some(
