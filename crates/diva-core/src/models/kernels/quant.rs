@@ -234,7 +234,10 @@ pub struct QActs {
 /// `x` `[rows, d_in]` → 8-bit blocks (llama.cpp's `quantize_row_q8_1`).
 pub fn quantize_acts(x: &[f32], rows: usize, d_in: usize) -> QActs {
     assert_eq!(x.len(), rows * d_in, "quant: x is not [rows, d_in]");
-    assert!(d_in.is_multiple_of(BLOCK), "quant: rows are not whole blocks");
+    assert!(
+        d_in.is_multiple_of(BLOCK),
+        "quant: rows are not whole blocks"
+    );
     let nb = x.len() / BLOCK;
     let mut a = QActs {
         rows,
@@ -308,13 +311,13 @@ pub fn matmul_t_on(isa: Isa, x: &[f32], rows: usize, w: &QMatrix) -> Vec<f32> {
                     let mut sums = [0f32; TILE];
                     match isa {
                         Isa::Portable => portable::row(w.ty, wrow, &acts, b, n, &mut sums),
+                        #[cfg(target_arch = "x86_64")]
                         // SAFETY: `Isa::available` (asserted above) found
                         // AVX2, FMA and F16C; the row and the activations
                         // have the shapes `QMatrix` and `quantize_acts` made.
-                        #[cfg(target_arch = "x86_64")]
                         Isa::Avx2 => unsafe { x86::row_avx2(w.ty, wrow, &acts, b, n, &mut sums) },
-                        // SAFETY: as above, plus AVX-512 VNNI and VL.
                         #[cfg(target_arch = "x86_64")]
+                        // SAFETY: as above, plus AVX-512 VNNI and VL.
                         Isa::Vnni => unsafe { x86::row_vnni(w.ty, wrow, &acts, b, n, &mut sums) },
                     }
                     orow[b..b + n].copy_from_slice(&sums[..n]);
