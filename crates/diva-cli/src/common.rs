@@ -136,6 +136,35 @@ impl DeviceArg {
     }
 }
 
+/// `--llm-weights`, the same flag in every command that runs the LLM.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LlmWeightsArg {
+    /// The LLM's weights on the CPU: `stored` runs the GGUF's blocks on
+    /// diva's quantized kernels (8-bit activations, as llama.cpp; 3× the
+    /// decode speed); `f32` dequantizes them (the exact product); `auto`
+    /// is f32 for a model that fits in 2 GiB as f32, else stored.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub llm_weights: LlmWeightsChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LlmWeightsChoice {
+    Auto,
+    Stored,
+    F32,
+}
+
+impl LlmWeightsArg {
+    pub fn get(&self) -> diva_core::models::llm::LlmWeights {
+        use diva_core::models::llm::LlmWeights;
+        match self.llm_weights {
+            LlmWeightsChoice::Auto => LlmWeights::Auto,
+            LlmWeightsChoice::Stored => LlmWeights::Stored,
+            LlmWeightsChoice::F32 => LlmWeights::F32,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

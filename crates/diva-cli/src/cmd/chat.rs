@@ -59,18 +59,8 @@ pub struct ModelArgs {
     /// their memory); on CUDA also of the (then dense) LLM.
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: Precision,
-    /// The LLM's weights on the CPU: `stored` runs the GGUF's blocks on
-    /// diva's quantized kernels (8-bit activations, as llama.cpp does);
-    /// `f32` dequantizes them (the exact product, 2–4× slower to decode).
-    #[arg(long, value_enum, default_value = "stored")]
-    pub llm_weights: LlmWeights,
-}
-
-/// `--llm-weights`.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LlmWeights {
-    Stored,
-    F32,
+    #[command(flatten)]
+    pub llm_weights: crate::common::LlmWeightsArg,
 }
 
 #[derive(clap::Args)]
@@ -237,7 +227,7 @@ pub fn options(
         instruction,
         dtype: a.dtype.into(),
         device,
-        exact_llm: a.llm_weights == LlmWeights::F32,
+        llm_weights: a.llm_weights.get(),
     })
 }
 

@@ -41,26 +41,24 @@ pub struct Args {
     /// Print one JSON object (text, token counts, timings) instead of streaming.
     #[arg(long)]
     json: bool,
-    /// Dequantize GGUF weights to f32 instead of using quantized kernels
-    /// (always so on CUDA).
-    #[arg(long)]
-    dense: bool,
+    #[command(flatten)]
+    llm_weights: crate::common::LlmWeightsArg,
     #[command(flatten)]
     device: DeviceArg,
     #[command(flatten)]
     sampling: SamplingArgs,
 }
 
-pub fn load(arg: &str, dense: bool, device: &Device) -> Result<(PathBuf, Llm, LlmTokenizer)> {
+pub fn load(
+    arg: &str,
+    weights: diva_core::models::llm::LlmWeights,
+    device: &Device,
+) -> Result<(PathBuf, Llm, LlmTokenizer)> {
     crate::common::check_llm_path("--llm", arg)?;
     let path = cache::resolve_llm(arg)?;
     let t0 = std::time::Instant::now();
     let tokenizer = LlmTokenizer::from_path(&path)?;
-    let mode = if dense || !device.is_cpu() {
-        WeightMode::Dense(candle_core::DType::F32)
-    } else {
-        WeightMode::Quantized
-    };
+    let mode: WeightMode = weights.mode(&path, device, candle_core::DType::F32)?;
     diva_core::cpu_pools::use_one_pool_unless_quantized(&path, mode)?;
     let llm = load_llm(&path, mode, device)?;
     tracing::info!(
@@ -141,7 +139,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         anyhow::bail!("give a prompt, or use --interactive");
     }
     let device = args.device.open()?;
-    let (_path, llm, tokenizer) = load(&args.llm, args.dense, &device)?;
+    let (_path, llm, tokenizer) = load(&args.llm, args.llm_weights.get(), &device)?;
     let mut chat = Chat {
         generator: TextGenerator::new(&llm, &tokenizer),
         messages: Vec::new(),

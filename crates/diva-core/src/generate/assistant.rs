@@ -21,7 +21,7 @@ use crate::audio::{self, MelFilters};
 use crate::models::checkpoint;
 use crate::models::connector::Connector;
 use crate::models::diva::PromptSplit;
-use crate::models::llm::{load_llm, KvCache, Llm, WeightMode};
+use crate::models::llm::{load_llm, KvCache, Llm, LlmWeights, WeightMode};
 use crate::models::whisper::{WhisperEncoder, WhisperWeights};
 use crate::models::Exec;
 use crate::text::LlmTokenizer;
@@ -52,9 +52,8 @@ pub struct AssistantOptions {
     /// Compute dtype of the Whisper encoder, the connector and the transcriber.
     pub dtype: DType,
     pub device: Device,
-    /// On the CPU, dequantize the LLM's GGUF weights to f32 (the exact
-    /// product, 2–4× slower to decode) instead of running them as stored.
-    pub exact_llm: bool,
+    /// The LLM's weights on the CPU (as stored, f32, or by size).
+    pub llm_weights: LlmWeights,
 }
 
 /// A loaded session.
@@ -122,16 +121,10 @@ impl Reply {
 }
 
 impl Assistant {
-    /// How the LLM's weights load: as stored on the CPU (quantized GGUF
-    /// kernels) unless `exact_llm`, dense in `dtype` on a GPU.
-    fn weight_mode(o: &AssistantOptions) -> WeightMode {
-        if o.device.is_cpu() && o.exact_llm {
-            WeightMode::Dense(DType::F32)
-        } else if o.device.is_cpu() {
-            WeightMode::Quantized
-        } else {
-            WeightMode::Dense(o.dtype)
-        }
+    /// How the LLM's weights load: `llm_weights` on the CPU, dense in
+    /// `dtype` on a GPU.
+    fn weight_mode(o: &AssistantOptions) -> Result<WeightMode> {
+        o.llm_weights.mode(&o.llm, &o.device, o.dtype)
     }
 
     /// Size candle's CPU pools for loading `o` (one pool unless quantized
@@ -139,11 +132,11 @@ impl Assistant {
     /// itself; a caller that loads on another thread while the process has
     /// several (`diva serve`) calls it first, while single-threaded.
     pub fn prepare_cpu_pools(o: &AssistantOptions) -> Result<()> {
-        crate::cpu_pools::use_one_pool_unless_quantized(&o.llm, Self::weight_mode(o))
+        crate::cpu_pools::use_one_pool_unless_quantized(&o.llm, Self::weight_mode(o)?)
     }
 
     pub fn load(o: &AssistantOptions) -> Result<Self> {
-        let mode = Self::weight_mode(o);
+        let mode = Self::weight_mode(o)?;
         // Before any candle op: one CPU pool unless quantized kernels run.
         crate::cpu_pools::use_one_pool_unless_quantized(&o.llm, mode)?;
         let tokenizer = LlmTokenizer::from_path(&o.llm)?;

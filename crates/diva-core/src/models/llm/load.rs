@@ -47,6 +47,58 @@ impl WeightMode {
     }
 }
 
+/// Which weights an inference command runs on the CPU (`--llm-weights`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LlmWeights {
+    /// `F32` for a model whose dequantized weights fit in
+    /// [`EXACT_DEFAULT_BYTES`], else `Stored`.
+    #[default]
+    Auto,
+    /// The GGUF's blocks on the quantized kernels (8-bit activations).
+    Stored,
+    /// Dequantized to f32: the exact product.
+    F32,
+}
+
+/// The largest LLM (as f32) that [`LlmWeights::Auto`] runs exact: 2 GiB,
+/// half a billion parameters. Small models are the ones 8-bit activations
+/// hurt most and the ones that fit in f32: SmolLM2-135M as stored answers
+/// "What is the capital of France?" with "L'Étoile, la Marsebeau, …"
+/// (llama.cpp on the same file: "L'Étoile, la Marseillaise, …"), in f32
+/// "The capital of France is Paris." Larger models need their quantized
+/// weights to fit at all.
+pub const EXACT_DEFAULT_BYTES: u64 = 2 << 30;
+
+impl LlmWeights {
+    /// The load mode for `path` on `device` (GPUs always load dense in
+    /// `gpu_dtype`).
+    pub fn mode(self, path: &Path, device: &Device, gpu_dtype: DType) -> Result<WeightMode> {
+        if !device.is_cpu() {
+            return Ok(WeightMode::Dense(gpu_dtype));
+        }
+        Ok(match self {
+            LlmWeights::Stored => WeightMode::Quantized,
+            LlmWeights::F32 => WeightMode::Dense(DType::F32),
+            LlmWeights::Auto if path.is_file() => {
+                let g = GgufFile::open(path)?;
+                let elements: u64 = g
+                    .content
+                    .tensor_infos
+                    .values()
+                    .map(|t| t.shape.elem_count() as u64)
+                    .sum();
+                if elements.saturating_mul(4) <= EXACT_DEFAULT_BYTES {
+                    WeightMode::Dense(DType::F32)
+                } else {
+                    WeightMode::Quantized
+                }
+            }
+            // HF directories load dense either way.
+            LlmWeights::Auto => WeightMode::Dense(DType::F32),
+        })
+    }
+}
+
 /// Load from a `.gguf` file or an HF directory (`config.json` + safetensors).
 pub fn load_llm(path: &Path, mode: WeightMode, device: &Device) -> Result<Llm> {
     if path.is_file() {

@@ -8,5 +8,7 @@ pub mod rope;
 
 pub use config::{Family, LlmConfig, RopeStyle};
 pub use layers::KvCache;
-pub use load::{keeps_quantized_weights, load_llm, random_llm, WeightMode};
+pub use load::{
+    keeps_quantized_weights, load_llm, random_llm, LlmWeights, WeightMode, EXACT_DEFAULT_BYTES,
+};
 pub use model::Llm;
