@@ -106,17 +106,23 @@ fn prompt_longer_than_the_context_window_is_refused() {
 }
 
 /// Which files make candle's quantized kernels (and their thread pool) run:
-/// `diva chat` uses this to pick its CPU thread-pool set-up. Q4_0, Q4_1 and
-/// Q8_0 run on diva's own kernels (rayon's pool), the K-quants on candle's.
+/// `diva chat` uses this to pick its CPU thread-pool set-up. Every stored
+/// weight type runs on diva's `kernels::quant` (rayon's pool) now; only a
+/// re-quantization to Q8_K would use candle's `QMatMul`.
 #[test]
 fn keeps_quantized_weights_reads_the_projection_types() {
     use candle_core::quantized::GgmlDType;
     use diva_core::models::llm::keeps_quantized_weights;
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("m.gguf");
-    // ggml type codes: 12 = Q4_K (candle's kernel), 8 = Q8_0 and 3 = Q4_1
-    // (diva's), 0 = F32.
-    for (code, candle) in [(12u32, true), (8, false), (3, false), (0, false)] {
+    // ggml type codes: 12 = Q4_K, 8 = Q8_0, 3 = Q4_1, 6 = Q5_0, 0 = F32.
+    for (code, candle) in [
+        (12u32, false),
+        (8, false),
+        (3, false),
+        (6, false),
+        (0, false),
+    ] {
         std::fs::write(&p, gguf_with_tensor_type(code)).unwrap();
         assert_eq!(
             keeps_quantized_weights(&p, WeightMode::Quantized).unwrap(),
@@ -128,7 +134,8 @@ fn keeps_quantized_weights_reads_the_projection_types() {
     let smollm2 = real_model("smollm2-135m-instruct").join("model.gguf");
     assert!(!keeps_quantized_weights(&smollm2, WeightMode::Quantized).unwrap());
     assert!(!keeps_quantized_weights(&smollm2, WeightMode::Requantized(GgmlDType::Q8_0)).unwrap());
-    assert!(keeps_quantized_weights(&smollm2, WeightMode::Requantized(GgmlDType::Q4K)).unwrap());
+    assert!(!keeps_quantized_weights(&smollm2, WeightMode::Requantized(GgmlDType::Q4K)).unwrap());
+    assert!(keeps_quantized_weights(&smollm2, WeightMode::Requantized(GgmlDType::Q8K)).unwrap());
     // A file that is not GGUF is an error, not `false`.
     std::fs::write(&p, b"not a model").unwrap();
     assert!(keeps_quantized_weights(&p, WeightMode::Quantized).is_err());

@@ -41,17 +41,55 @@ const TILE: usize = 4;
 pub enum QType {
     Q4_0,
     Q4_1,
+    Q5_0,
+    Q5_1,
     Q8_0,
+    /// The K-quants (blocks of 256): candle's block types and dot products
+    /// (AVX2 or scalar, its own run-time choice), driven from here.
+    Q2K,
+    Q3K,
+    Q4K,
+    Q5K,
+    Q6K,
 }
 
 impl QType {
     /// Bytes of one block of 32 values in the GGUF file.
     pub fn block_bytes(self) -> usize {
+        use candle_core::quantized::k_quants::*;
         match self {
             QType::Q4_0 => 18,
             QType::Q4_1 => 20,
+            QType::Q5_0 => 22,
+            QType::Q5_1 => 24,
             QType::Q8_0 => 34,
+            QType::Q2K => std::mem::size_of::<BlockQ2K>(),
+            QType::Q3K => std::mem::size_of::<BlockQ3K>(),
+            QType::Q4K => std::mem::size_of::<BlockQ4K>(),
+            QType::Q5K => std::mem::size_of::<BlockQ5K>(),
+            QType::Q6K => std::mem::size_of::<BlockQ6K>(),
         }
+    }
+
+    /// Values per block.
+    pub fn block_len(self) -> usize {
+        if self.is_k() {
+            candle_core::quantized::k_quants::QK_K
+        } else {
+            BLOCK
+        }
+    }
+
+    fn is_k(self) -> bool {
+        matches!(
+            self,
+            QType::Q2K | QType::Q3K | QType::Q4K | QType::Q5K | QType::Q6K
+        )
+    }
+
+    /// `w = d·q + m` (an offset per block) rather than `d·q`.
+    fn has_min(self) -> bool {
+        matches!(self, QType::Q4_1 | QType::Q5_1)
     }
 }
 
@@ -93,13 +131,15 @@ impl Isa {
 }
 
 /// A weight matrix `[d_out, d_in]` as GGUF blocks, row-major (each row is
-/// `d_in / 32` blocks).
+/// `d_in / block_len` blocks).
 #[derive(Clone)]
 pub struct QMatrix {
     pub ty: QType,
     pub d_out: usize,
     pub d_in: usize,
     data: Vec<u8>,
+    /// The K-quants as candle's typed blocks (`data` is then empty).
+    k: Option<std::sync::Arc<dyn KRows>>,
 }
 
 impl std::fmt::Debug for QMatrix {
@@ -108,16 +148,36 @@ impl std::fmt::Debug for QMatrix {
     }
 }
 
+/// The 32 integers of a block of a 32-value type (before `d·q (+ m)`).
+fn block_ints(ty: QType, blk: &[u8]) -> [i32; 32] {
+    let nib = |qs: &[u8], i: usize| -> i32 {
+        let q = qs[i % 16];
+        (if i < 16 { q & 15 } else { q >> 4 }) as i32
+    };
+    let hbit = |qh: &[u8], i: usize| -> i32 {
+        ((u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]) >> i) & 1) as i32
+    };
+    match ty {
+        QType::Q8_0 => std::array::from_fn(|i| blk[2 + i] as i8 as i32),
+        QType::Q4_0 => std::array::from_fn(|i| nib(&blk[2..], i) - 8),
+        QType::Q4_1 => std::array::from_fn(|i| nib(&blk[4..], i)),
+        QType::Q5_0 => std::array::from_fn(|i| (nib(&blk[6..], i) | hbit(&blk[2..], i) << 4) - 16),
+        QType::Q5_1 => std::array::from_fn(|i| nib(&blk[8..], i) | hbit(&blk[4..], i) << 4),
+        _ => unreachable!("block_ints: {ty:?} is a K-quant"),
+    }
+}
+
 impl QMatrix {
     /// The blocks of a GGUF tensor `[d_out, d_in]` as stored.
     pub fn from_bytes(ty: QType, d_out: usize, d_in: usize, data: Vec<u8>) -> Result<Self, String> {
-        if !d_in.is_multiple_of(BLOCK) {
+        let bl = ty.block_len();
+        if !d_in.is_multiple_of(bl) {
             return Err(format!(
-                "{ty:?} rows of {d_in} values are not whole blocks of {BLOCK}"
+                "{ty:?} rows of {d_in} values are not whole blocks of {bl}"
             ));
         }
         let want = d_out
-            .checked_mul(d_in / BLOCK)
+            .checked_mul(d_in / bl)
             .and_then(|n| n.checked_mul(ty.block_bytes()))
             .ok_or_else(|| format!("{ty:?} [{d_out}, {d_in}] overflows"))?;
         if data.len() != want {
@@ -126,35 +186,69 @@ impl QMatrix {
                 data.len()
             ));
         }
+        use candle_core::quantized::k_quants::*;
+        let k: Option<std::sync::Arc<dyn KRows>> = match ty {
+            QType::Q2K => Some(std::sync::Arc::new(KStore::<BlockQ2K>::new(&data, d_in))),
+            QType::Q3K => Some(std::sync::Arc::new(KStore::<BlockQ3K>::new(&data, d_in))),
+            QType::Q4K => Some(std::sync::Arc::new(KStore::<BlockQ4K>::new(&data, d_in))),
+            QType::Q5K => Some(std::sync::Arc::new(KStore::<BlockQ5K>::new(&data, d_in))),
+            QType::Q6K => Some(std::sync::Arc::new(KStore::<BlockQ6K>::new(&data, d_in))),
+            _ => None,
+        };
+        let data = if k.is_some() { Vec::new() } else { data };
         Ok(Self {
             ty,
             d_out,
             d_in,
             data,
+            k,
         })
     }
 
     /// `w` `[d_out, d_in]` quantized the way llama.cpp's reference
-    /// quantizers do (`quantize_row_q4_0/q4_1/q8_0_ref`).
+    /// quantizers do (`quantize_row_*_ref`; the K-quants by candle's).
     pub fn quantize(ty: QType, w: &[f32], d_out: usize, d_in: usize) -> Result<Self, String> {
-        if w.len() != d_out * d_in || !d_in.is_multiple_of(BLOCK) {
+        let bl = ty.block_len();
+        if w.len() != d_out * d_in || !d_in.is_multiple_of(bl) {
             return Err(format!(
-                "cannot quantize {} values as [{d_out}, {d_in}] in blocks of {BLOCK}",
+                "cannot quantize {} values as [{d_out}, {d_in}] in blocks of {bl}",
                 w.len()
             ));
         }
+        if ty.is_k() {
+            use candle_core::quantized::k_quants::*;
+            let data = match ty {
+                QType::Q2K => k_bytes::<BlockQ2K>(w),
+                QType::Q3K => k_bytes::<BlockQ3K>(w),
+                QType::Q4K => k_bytes::<BlockQ4K>(w),
+                QType::Q5K => k_bytes::<BlockQ5K>(w),
+                _ => k_bytes::<BlockQ6K>(w),
+            };
+            return Self::from_bytes(ty, d_out, d_in, data);
+        }
         let mut data = Vec::with_capacity(w.len() / BLOCK * ty.block_bytes());
+        let half = |d: f32| f16::from_f32(d).to_bits().to_le_bytes();
+        // Low nibbles are values 0..16, high nibbles 16..32; the fifth bits
+        // of the 5-bit types are one `u32`, bit i for value i.
+        let pack = |data: &mut Vec<u8>, q: &[u8; 32], five: bool| {
+            if five {
+                let qh = (0..32).fold(0u32, |h, i| h | (((q[i] >> 4) & 1) as u32) << i);
+                data.extend_from_slice(&qh.to_le_bytes());
+            }
+            data.extend((0..16).map(|j| (q[j] & 15) | ((q[j + 16] & 15) << 4)));
+        };
         for b in w.chunks_exact(BLOCK) {
             match ty {
                 QType::Q8_0 => {
                     let amax = b.iter().fold(0f32, |m, v| m.max(v.abs()));
                     let d = amax / 127.0;
                     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-                    data.extend_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
+                    data.extend_from_slice(&half(d));
                     data.extend(b.iter().map(|v| (v * id).round() as i8 as u8));
                 }
-                QType::Q4_0 => {
-                    // The value of largest magnitude maps to -8.
+                QType::Q4_0 | QType::Q5_0 => {
+                    // The value of largest magnitude maps to the most
+                    // negative level (-8, -16).
                     let (mut amax, mut max) = (0f32, 0f32);
                     for &v in b {
                         if v.abs() > amax {
@@ -162,21 +256,30 @@ impl QMatrix {
                             max = v;
                         }
                     }
-                    let d = max / -8.0;
+                    let (levels, top) = if ty == QType::Q4_0 {
+                        (8.0, 15)
+                    } else {
+                        (16.0, 31)
+                    };
+                    let d = max / -levels;
                     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-                    data.extend_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
-                    let q = |v: f32| ((v * id + 8.5) as i32).min(15) as u8;
-                    data.extend((0..16).map(|j| q(b[j]) | (q(b[j + 16]) << 4)));
+                    data.extend_from_slice(&half(d));
+                    let q: [u8; 32] =
+                        std::array::from_fn(|i| ((b[i] * id + levels + 0.5) as i32).min(top) as u8);
+                    pack(&mut data, &q, ty == QType::Q5_0);
                 }
-                QType::Q4_1 => {
+                _ => {
+                    // Q4_1, Q5_1: from the minimum in `levels` steps.
                     let min = b.iter().fold(f32::INFINITY, |m, &v| m.min(v));
                     let max = b.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                    let d = (max - min) / 15.0;
+                    let top = if ty == QType::Q4_1 { 15 } else { 31 };
+                    let d = (max - min) / top as f32;
                     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-                    data.extend_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
-                    data.extend_from_slice(&f16::from_f32(min).to_bits().to_le_bytes());
-                    let q = |v: f32| (((v - min) * id + 0.5) as i32).min(15) as u8;
-                    data.extend((0..16).map(|j| q(b[j]) | (q(b[j + 16]) << 4)));
+                    data.extend_from_slice(&half(d));
+                    data.extend_from_slice(&half(min));
+                    let q: [u8; 32] =
+                        std::array::from_fn(|i| (((b[i] - min) * id + 0.5) as i32).min(top) as u8);
+                    pack(&mut data, &q, ty == QType::Q5_1);
                 }
             }
         }
@@ -185,22 +288,18 @@ impl QMatrix {
 
     /// The f32 matrix these blocks stand for.
     pub fn dequantize(&self) -> Vec<f32> {
+        if let Some(k) = &self.k {
+            return k.dequantize();
+        }
         let mut out = Vec::with_capacity(self.d_out * self.d_in);
         for blk in self.data.chunks_exact(self.ty.block_bytes()) {
             let d = f16_at(blk, 0);
-            match self.ty {
-                QType::Q8_0 => out.extend(blk[2..].iter().map(|&q| d * (q as i8) as f32)),
-                QType::Q4_0 => {
-                    let qs = &blk[2..];
-                    out.extend(qs.iter().map(|q| d * ((q & 15) as i32 - 8) as f32));
-                    out.extend(qs.iter().map(|q| d * ((q >> 4) as i32 - 8) as f32));
-                }
-                QType::Q4_1 => {
-                    let m = f16_at(blk, 2);
-                    let qs = &blk[4..];
-                    out.extend(qs.iter().map(|q| d * (q & 15) as f32 + m));
-                    out.extend(qs.iter().map(|q| d * (q >> 4) as f32 + m));
-                }
+            let q = block_ints(self.ty, blk);
+            if self.ty.has_min() {
+                let m = f16_at(blk, 2);
+                out.extend(q.iter().map(|&q| d * q as f32 + m));
+            } else {
+                out.extend(q.iter().map(|&q| d * q as f32));
             }
         }
         out
@@ -208,13 +307,71 @@ impl QMatrix {
 
     /// Bytes of the blocks.
     pub fn bytes(&self) -> usize {
-        self.data.len()
+        self.d_out * (self.d_in / self.ty.block_len()) * self.ty.block_bytes()
     }
 
     fn row(&self, o: usize) -> &[u8] {
         let n = self.d_in / BLOCK * self.ty.block_bytes();
         &self.data[o * n..(o + 1) * n]
     }
+}
+
+/// A K-quant matrix as candle's blocks: one weight row's dot product with
+/// one row of activations quantized to `BlockQ8K`.
+trait KRows: Send + Sync {
+    fn dot(&self, o: usize, x: &[candle_core::quantized::k_quants::BlockQ8K]) -> f32;
+    fn dequantize(&self) -> Vec<f32>;
+}
+
+struct KStore<T> {
+    blocks: Vec<T>,
+    d_in: usize,
+}
+
+impl<T: candle_core::quantized::k_quants::GgmlType> KStore<T> {
+    /// `data`: whole blocks of `T` (checked by the caller).
+    fn new(data: &[u8], d_in: usize) -> Self {
+        let size = std::mem::size_of::<T>();
+        assert_eq!(data.len() % size, 0, "KStore: not whole blocks");
+        let n = data.len() / size;
+        let mut blocks = vec![T::zeros(); n];
+        // candle's K-quant blocks are `repr(C)` structs of `f16`s and byte
+        // arrays, valid for every bit pattern.
+        // SAFETY: `blocks` holds exactly `data.len()` bytes (n blocks of
+        // `size`) of such plain data; the two buffers do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), blocks.as_mut_ptr() as *mut u8, data.len())
+        };
+        Self { blocks, d_in }
+    }
+}
+
+impl<T> KRows for KStore<T>
+where
+    T: candle_core::quantized::k_quants::GgmlType<
+        VecDotType = candle_core::quantized::k_quants::BlockQ8K,
+    >,
+{
+    fn dot(&self, o: usize, x: &[candle_core::quantized::k_quants::BlockQ8K]) -> f32 {
+        let per = x.len();
+        T::vec_dot(self.d_in, &self.blocks[o * per..(o + 1) * per], x)
+    }
+
+    fn dequantize(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.blocks.len() * T::BLCK_SIZE];
+        T::to_float(&self.blocks, &mut out);
+        out
+    }
+}
+
+/// `w` as K-quant blocks of `T`, as bytes.
+fn k_bytes<T: candle_core::quantized::k_quants::GgmlType>(w: &[f32]) -> Vec<u8> {
+    let mut blocks = vec![T::zeros(); w.len() / T::BLCK_SIZE];
+    T::from_float(w, &mut blocks);
+    let n = blocks.len() * std::mem::size_of::<T>();
+    // SAFETY: the blocks are plain `repr(C)` data (see `KStore::new`), read
+    // as the `n` bytes they occupy while `blocks` is alive.
+    unsafe { std::slice::from_raw_parts(blocks.as_ptr() as *const u8, n) }.to_vec()
 }
 
 fn f16_at(b: &[u8], at: usize) -> f32 {
@@ -297,6 +454,10 @@ pub fn matmul_t_on(isa: Isa, x: &[f32], rows: usize, w: &QMatrix) -> Vec<f32> {
         Isa::available().contains(&isa),
         "quant: this CPU has no {isa:?}"
     );
+    assert_eq!(x.len(), rows * w.d_in, "quant: x is not [rows, d_in]");
+    if let Some(k) = &w.k {
+        return k_matmul_t(x, rows, w, k.as_ref());
+    }
     let acts = quantize_acts(x, rows, w.d_in);
     let mut yt = vec![0f32; w.d_out * rows];
     yt.par_chunks_mut(CHUNK * rows)
@@ -325,13 +486,44 @@ pub fn matmul_t_on(isa: Isa, x: &[f32], rows: usize, w: &QMatrix) -> Vec<f32> {
                 }
             }
         });
-    let mut y = vec![0f32; rows * w.d_out];
-    for o in 0..w.d_out {
+    untranspose(&yt, rows, w.d_out)
+}
+
+/// `[d_out, rows]` → `[rows, d_out]`.
+fn untranspose(yt: &[f32], rows: usize, d_out: usize) -> Vec<f32> {
+    let mut y = vec![0f32; rows * d_out];
+    for o in 0..d_out {
         for b in 0..rows {
-            y[b * w.d_out + o] = yt[o * rows + b];
+            y[b * d_out + o] = yt[o * rows + b];
         }
     }
     y
+}
+
+/// The K-quants: each row of `x` quantized once to `BlockQ8K` (candle's
+/// `quantize_row_q8_K`), then candle's dot product per (weight row, x row).
+fn k_matmul_t(x: &[f32], rows: usize, w: &QMatrix, k: &dyn KRows) -> Vec<f32> {
+    use candle_core::quantized::k_quants::{BlockQ8K, GgmlType, QK_K};
+    let per = w.d_in / QK_K;
+    let xq: Vec<Vec<BlockQ8K>> = x
+        .chunks_exact(w.d_in)
+        .map(|r| {
+            let mut q = vec![BlockQ8K::zeros(); per];
+            BlockQ8K::from_float(r, &mut q);
+            q
+        })
+        .collect();
+    let mut yt = vec![0f32; w.d_out * rows];
+    yt.par_chunks_mut(CHUNK * rows)
+        .enumerate()
+        .for_each(|(c, out)| {
+            for (i, orow) in out.chunks_exact_mut(rows).enumerate() {
+                for (b, y) in orow.iter_mut().enumerate() {
+                    *y = k.dot(c * CHUNK + i, &xq[b]);
+                }
+            }
+        });
+    untranspose(&yt, rows, w.d_out)
 }
 
 /// Lanes summed pairwise: (0+4, 1+5, 2+6, 3+7), then halves, then the pair.
@@ -344,7 +536,7 @@ fn reduce8(l: [f32; 8]) -> f32 {
 
 /// The lanes and FMAs of the SIMD paths, in scalar code.
 mod portable {
-    use super::{f16_at, reduce8, QActs, QType, BLOCK};
+    use super::{block_ints, f16_at, reduce8, QActs, QType, BLOCK};
 
     /// Weight row `wrow` against x rows `b..b + n`.
     pub fn row(ty: QType, wrow: &[u8], a: &QActs, b: usize, n: usize, sums: &mut [f32; 4]) {
@@ -356,24 +548,14 @@ mod portable {
             for (k, blk) in wrow.chunks_exact(ty.block_bytes()).enumerate() {
                 let xq = &a.q[r * a.d_in + k * BLOCK..r * a.d_in + (k + 1) * BLOCK];
                 let dw = f16_at(blk, 0);
-                let w: [i32; 32] = match ty {
-                    QType::Q8_0 => std::array::from_fn(|i| blk[2 + i] as i8 as i32),
-                    QType::Q4_0 => std::array::from_fn(|i| {
-                        let q = blk[2 + i % 16];
-                        (if i < 16 { q & 15 } else { q >> 4 }) as i32 - 8
-                    }),
-                    QType::Q4_1 => std::array::from_fn(|i| {
-                        let q = blk[4 + i % 16];
-                        (if i < 16 { q & 15 } else { q >> 4 }) as i32
-                    }),
-                };
+                let w = block_ints(ty, blk);
                 let scale = dw * a.d[r * nb + k];
                 let e = k % 2;
                 for (l, acc) in acc[e].iter_mut().enumerate() {
                     let lane: i32 = (4 * l..4 * l + 4).map(|i| w[i] * xq[i] as i32).sum();
                     *acc = scale.mul_add(lane as f32, *acc);
                 }
-                if ty == QType::Q4_1 {
+                if ty.has_min() {
                     mterm[e] = f16_at(blk, 2).mul_add(a.sd[r * nb + k], mterm[e]);
                 }
             }
@@ -441,6 +623,8 @@ mod x86 {
     const Q4_0: u8 = 0;
     const Q4_1: u8 = 1;
     const Q8_0: u8 = 2;
+    const Q5_0: u8 = 3;
+    const Q5_1: u8 = 4;
 
     /// One instance of [`row`] per block type and row count, so neither is
     /// a branch in the loop.
@@ -466,7 +650,10 @@ mod x86 {
         match ty {
             QType::Q4_0 => rows!(Q4_0),
             QType::Q4_1 => rows!(Q4_1),
+            QType::Q5_0 => rows!(Q5_0),
+            QType::Q5_1 => rows!(Q5_1),
             QType::Q8_0 => rows!(Q8_0),
+            _ => unreachable!("{ty:?} runs on candle's K-quant dot products"),
         }
     }
 
@@ -476,22 +663,51 @@ mod x86 {
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
     }
 
-    /// The 32 weights of a block as bytes (signed for Q4_0 and Q8_0).
+    /// Byte `i` is 0xFF where bit `i` of the `u32` at `p` is set
+    /// (llama.cpp's `bytes_from_bits_32`).
+    #[inline(always)]
+    unsafe fn bits_to_bytes(p: *const u8) -> __m256i {
+        let x = (p as *const u32).read_unaligned() as i32;
+        let shuf = _mm256_set_epi64x(
+            0x0303030303030303,
+            0x0202020202020202,
+            0x0101010101010101,
+            0,
+        );
+        let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x), shuf);
+        let mask = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe_u64 as i64);
+        _mm256_cmpeq_epi8(_mm256_or_si256(bytes, mask), _mm256_set1_epi64x(-1))
+    }
+
+    /// The 32 weights of a block as bytes (signed for Q4_0, Q5_0, Q8_0).
     #[inline(always)]
     unsafe fn unpack<const T: u8>(p: *const u8) -> __m256i {
         if T == Q8_0 {
             return _mm256_loadu_si256(p.add(2) as *const __m256i);
         }
-        let off = if T == Q4_0 { 2 } else { 4 };
+        let off = match T {
+            Q4_0 => 2,
+            Q4_1 => 4,
+            Q5_0 => 6,
+            _ => 8,
+        };
         let qs = _mm_loadu_si128(p.add(off) as *const __m128i);
         let m = _mm_set1_epi8(15);
         let lo = _mm_and_si128(qs, m);
         let hi = _mm_and_si128(_mm_srli_epi16(qs, 4), m);
         let q = _mm256_set_m128i(hi, lo);
-        if T == Q4_0 {
-            _mm256_sub_epi8(q, _mm256_set1_epi8(8))
-        } else {
-            q
+        match T {
+            Q4_0 => _mm256_sub_epi8(q, _mm256_set1_epi8(8)),
+            // q - 16 where the fifth bit is clear: q | 0xF0 as i8.
+            Q5_0 => _mm256_or_si256(
+                q,
+                _mm256_andnot_si256(bits_to_bytes(p.add(2)), _mm256_set1_epi8(0xF0_u8 as i8)),
+            ),
+            Q5_1 => _mm256_or_si256(
+                q,
+                _mm256_and_si256(bits_to_bytes(p.add(4)), _mm256_set1_epi8(0x10)),
+            ),
+            _ => q,
         }
     }
 
@@ -508,8 +724,13 @@ mod x86 {
         let bb = match T {
             Q4_0 => 18,
             Q4_1 => 20,
+            Q5_0 => 22,
+            Q5_1 => 24,
             _ => 34,
         };
+        // Offset blocks (`d·q + m`) multiply unsigned `q`; the others use
+        // the sign trick.
+        let min = T == Q4_1 || T == Q5_1;
         let mut acc0 = [_mm256_setzero_ps(); RB];
         let mut acc1 = [_mm256_setzero_ps(); RB];
         let mut m0 = [0f32; RB];
@@ -527,15 +748,15 @@ mod x86 {
                 let p = wp.add(k * bb);
                 let dw = f16_at(p);
                 let w = unpack::<T>(p);
-                let wu = if T == Q4_1 { w } else { _mm256_sign_epi8(w, w) };
-                let m = if T == Q4_1 { f16_at(p.add(2)) } else { 0.0 };
+                let wu = if min { w } else { _mm256_sign_epi8(w, w) };
+                let m = if min { f16_at(p.add(2)) } else { 0.0 };
                 for j in 0..RB {
                     let x = _mm256_loadu_si256(xq.add(j * a.d_in + k * BLOCK) as *const __m256i);
-                    let xs = if T == Q4_1 { x } else { _mm256_sign_epi8(x, w) };
+                    let xs = if min { x } else { _mm256_sign_epi8(x, w) };
                     let lanes = _mm256_cvtepi32_ps(D::dot(wu, xs));
                     let scale = _mm256_set1_ps(dw * *xd.add(j * nb + k));
                     $acc[j] = _mm256_fmadd_ps(scale, lanes, $acc[j]);
-                    if T == Q4_1 {
+                    if min {
                         $mt[j] = m.mul_add(*xsd.add(j * nb + k), $mt[j]);
                     }
                 }
@@ -583,7 +804,13 @@ mod tests {
     #[test]
     fn every_kernel_is_the_dequantized_product_within_the_activation_bound() {
         let (d_out, d_in) = (37, 96);
-        for ty in [QType::Q4_0, QType::Q4_1, QType::Q8_0] {
+        for ty in [
+            QType::Q4_0,
+            QType::Q4_1,
+            QType::Q5_0,
+            QType::Q5_1,
+            QType::Q8_0,
+        ] {
             let w = QMatrix::quantize(ty, &data(d_out * d_in, 1), d_out, d_in).unwrap();
             let wd = w.dequantize();
             for rows in [1, 3, 4, 9] {
@@ -626,7 +853,13 @@ mod tests {
         // of its range clamps at +7: up to one whole step there.
         let (d_out, d_in) = (5, 64);
         let w = data(d_out * d_in, 9);
-        for ty in [QType::Q4_0, QType::Q4_1, QType::Q8_0] {
+        for ty in [
+            QType::Q4_0,
+            QType::Q4_1,
+            QType::Q5_0,
+            QType::Q5_1,
+            QType::Q8_0,
+        ] {
             let q = QMatrix::quantize(ty, &w, d_out, d_in).unwrap();
             assert_eq!(q.bytes(), d_out * d_in / BLOCK * ty.block_bytes());
             for (blk, back) in w.chunks(BLOCK).zip(q.dequantize().chunks(BLOCK)) {
@@ -635,10 +868,49 @@ mod tests {
                     QType::Q8_0 => range / 2.0 / 127.0 * 0.51,
                     QType::Q4_0 => range / 2.0 / 8.0 * 1.01,
                     QType::Q4_1 => range / 15.0 * 0.51,
+                    QType::Q5_0 => range / 2.0 / 16.0 * 1.01,
+                    _ => range / 31.0 * 0.51,
                 };
                 for (a, b) in blk.iter().zip(back) {
                     assert!((a - b).abs() <= tol + 1e-3, "{ty:?}: {a} vs {b}");
                 }
+            }
+        }
+    }
+
+    /// The K-quants (candle's blocks and dot products, driven from here):
+    /// the dequantized product within the bound of the activations'
+    /// 8-bit blocks of 256, and the same bits alone or batched.
+    #[test]
+    fn k_quants_are_the_dequantized_product_within_the_activation_bound() {
+        let (d_out, d_in) = (19, 512);
+        for ty in [QType::Q2K, QType::Q3K, QType::Q4K, QType::Q5K, QType::Q6K] {
+            let w = QMatrix::quantize(ty, &data(d_out * d_in, 3), d_out, d_in).unwrap();
+            assert_eq!(w.bytes(), d_out * d_in / 256 * ty.block_bytes());
+            let wd = w.dequantize();
+            let rows = 5;
+            let x = data(rows * d_in, 4);
+            let y = matmul_t(&x, rows, &w);
+            for b in 0..rows {
+                let xr = &x[b * d_in..(b + 1) * d_in];
+                for o in 0..d_out {
+                    let wr = &wd[o * d_in..(o + 1) * d_in];
+                    let want: f64 = wr.iter().zip(xr).map(|(a, c)| *a as f64 * *c as f64).sum();
+                    // Q8_K: one scale per 256 values, |x - x̂| ≤ amax/127/2.
+                    let mut bound = 1e-5;
+                    for (wb, xb) in wr.chunks(256).zip(xr.chunks(256)) {
+                        let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+                        let wsum: f64 = wb.iter().map(|v| v.abs() as f64).sum();
+                        let abs: f64 = wb.iter().zip(xb).map(|(a, c)| (a * c).abs() as f64).sum();
+                        bound += amax / 127.0 / 2.0 * wsum * 1.0001 + abs * 1e-5;
+                    }
+                    let got = y[b * d_out + o] as f64;
+                    assert!(
+                        (got - want).abs() <= bound,
+                        "{ty:?} ({b},{o}): {got} vs {want}, bound {bound}"
+                    );
+                }
+                assert_eq!(matmul_t(xr, 1, &w), y[b * d_out..(b + 1) * d_out], "{ty:?}");
             }
         }
     }

@@ -13,8 +13,8 @@ use crate::models::kernels::{activations, attention, rowwise};
 use crate::models::linear::Linear;
 
 /// A projection `y = x Wᵀ (+ b)`. Quantized weights stay quantized for
-/// inference: Q4_0, Q4_1 and Q8_0 in their GGUF blocks on diva's integer
-/// kernels ([`quant`]), the K-quants on candle's quantized matmul; training
+/// inference, in their GGUF blocks on [`quant`] (`Blocks`; `Quantized` is
+/// candle's `QMatMul`, for what `quant` does not run); training
 /// dequantizes them.
 #[derive(Debug, Clone)]
 pub enum Proj {

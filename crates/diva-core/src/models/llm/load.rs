@@ -2,10 +2,9 @@
 //!
 //! GGUF tensor names (`blk.N.attn_q.weight`, …) map one-to-one onto HF's
 //! (`model.layers.N.self_attn.q_proj.weight`, …); both loaders fill the same
-//! structs. GGUF weights stay quantized in [`WeightMode::Quantized`] (Q4_0,
-//! Q4_1 and Q8_0 in their blocks on diva's integer kernels, the K-quants on
-//! candle's) and are dequantized in [`WeightMode::Dense`] (training,
-//! exactness tests).
+//! structs. GGUF weights stay quantized in [`WeightMode::Quantized`] (in
+//! their blocks, on `kernels::quant`) and are dequantized in
+//! [`WeightMode::Dense`] (training, exactness tests).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,9 +25,8 @@ use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightMode {
-    /// Keep GGUF tensors quantized (inference only; types without a kernel,
-    /// Q5_0/Q5_1, are dequantized). Norms, embeddings and activations use
-    /// `DType::F32`.
+    /// Keep GGUF tensors quantized (inference only). Norms, embeddings and
+    /// activations use `DType::F32`.
     Quantized,
     /// Dense weights in this dtype (GGUF is dequantized).
     Dense(DType),
@@ -221,24 +219,30 @@ fn build(
     })
 }
 
-/// The block type of diva's own integer kernels ([`quant`]) for a GGUF
-/// type, if it has one.
+/// The block type of diva's quantized matmul (`kernels::quant`) for a GGUF
+/// type, if it has one: its own integer kernels for the 32-value types,
+/// candle's block dot products (driven by diva) for the K-quants.
 fn diva_kernel(t: GgmlDType) -> Option<QType> {
-    match t {
-        GgmlDType::Q4_0 => Some(QType::Q4_0),
-        GgmlDType::Q4_1 => Some(QType::Q4_1),
-        GgmlDType::Q8_0 => Some(QType::Q8_0),
-        _ => None,
-    }
+    Some(match t {
+        GgmlDType::Q4_0 => QType::Q4_0,
+        GgmlDType::Q4_1 => QType::Q4_1,
+        GgmlDType::Q5_0 => QType::Q5_0,
+        GgmlDType::Q5_1 => QType::Q5_1,
+        GgmlDType::Q8_0 => QType::Q8_0,
+        GgmlDType::Q2K => QType::Q2K,
+        GgmlDType::Q3K => QType::Q3K,
+        GgmlDType::Q4K => QType::Q4K,
+        GgmlDType::Q5K => QType::Q5K,
+        GgmlDType::Q6K => QType::Q6K,
+        _ => return None,
+    })
 }
 
-/// Whether candle 0.11's SIMD CPU kernels run this type (the K-quants).
-/// Q5_0 and Q5_1 only have its scalar reference loop (measured for Q4_1
-/// before diva had its own: 20 ms for a 37×576×576 product, 25× slower
-/// than dense f32), so those weights are dequantized to f32 at load.
+/// Whether candle's own quantized matmul (`QMatMul`, which runs on its
+/// barrier pool) serves this type: only Q8_K, a type of activations that no
+/// model stores; every weight type above runs on `kernels::quant`.
 fn candle_kernel(t: GgmlDType) -> bool {
-    use GgmlDType::*;
-    matches!(t, Q2K | Q3K | Q4K | Q5K | Q6K | Q8K)
+    matches!(t, GgmlDType::Q8K)
 }
 
 /// Whether [`load_llm`] in `mode` runs any projection on candle's quantized
