@@ -4,7 +4,7 @@
 Engines:
   transformers   AutoModelForCausalLM.from_pretrained(dir, gguf_file=..., dtype=float32) (the GGUF
                  dequantized to f32), default attention implementation (sdpa), eval, torch.set_num_threads(N)
-  llama_cpp      llama-cpp-python on the same GGUF as stored (e.g. Q4_1), n_threads=N, n_batch=512;
+  llama_cpp      llama-cpp-python on the same GGUF as stored (e.g. Q4_1), n_threads=N, n_batch=max(512, n_ctx);
                  skipped (reported with "error") when llama_cpp cannot be imported
 
 Workload: a prompt of exactly --prompt-tokens ids (a fixed English text tokenized and repeated/cut),
@@ -101,8 +101,11 @@ def bench_llama_cpp(path, ids, gen, threads, repeat, warmup):
         return {"engine": "llama_cpp", "error": f"llama_cpp not importable: {e!r}"}
 
     t0 = time.perf_counter()
-    llm = llama_cpp.Llama(model_path=path, n_ctx=len(ids) + gen + 8, n_threads=threads, n_threads_batch=threads,
-                          n_batch=512, logits_all=False, verbose=False)
+    # n_batch ≥ n_ctx: llama-cpp-python keeps `scores` rows for n_batch tokens only (a 512-token
+    # prompt indexed past them), and llama.cpp caps n_batch at n_ctx anyway.
+    n_ctx = len(ids) + gen + 8
+    llm = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                          n_batch=max(512, n_ctx), logits_all=False, verbose=False)
     load_s = time.perf_counter() - t0
 
     def run():
