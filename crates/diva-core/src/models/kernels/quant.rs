@@ -930,7 +930,20 @@ mod tests {
 
     #[test]
     fn rounding_is_f32_round() {
-        let mut edge = vec![0.5f32, 1.5, 2.5, -0.5, -1.5, 0.49999997, -0.49999997, 126.5, -127.0, 3.2, 0.0, -0.0];
+        let mut edge = vec![
+            0.5f32,
+            1.5,
+            2.5,
+            -0.5,
+            -1.5,
+            0.49999997,
+            -0.49999997,
+            126.5,
+            -127.0,
+            3.2,
+            0.0,
+            -0.0,
+        ];
         edge.extend(data(100_000, 7).iter().map(|v| v * 127.0));
         for r in edge {
             assert_eq!(round_away(r) as f32, r.round(), "{r}");
