@@ -3,7 +3,7 @@
 //! → first token), greedy decode tokens/s over a fixed number of tokens
 //! (end-of-turn ignored, like the PyTorch reference loop), the encoder's
 //! real-time factor, and peak memory. Inference weights as `diva chat` loads
-//! them (GGUF kept quantized where candle has fast kernels).
+//! them (`--llm-weights`, the same flag and default).
 
 use std::time::Instant;
 
@@ -38,6 +38,8 @@ pub struct ChatArgs {
     repeat: usize,
     #[command(flatten)]
     on: crate::common::RunOn,
+    #[command(flatten)]
+    llm_weights: crate::common::LlmWeightsArg,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -57,11 +59,13 @@ pub fn run(a: ChatArgs) -> Result<std::process::ExitCode> {
     let cfg = TrainConfig::preset(&a.preset)?;
     let device = diva_core::device::parse_device(&a.on.device)?;
     let dtype: DType = a.on.dtype.into();
-    // As `diva chat` loads it on CPU; dense in --dtype elsewhere.
-    let mode = if device.is_cpu() && dtype == DType::F32 {
-        WeightMode::Quantized
-    } else {
-        WeightMode::Dense(dtype)
+    // As `diva chat` loads it (random shapes: dense in --dtype).
+    let mode = match &a.on.random_shape {
+        Some(_) => WeightMode::Dense(dtype),
+        None => a
+            .llm_weights
+            .get()
+            .mode(&cache::resolve_llm(&cfg.llm)?, &device, dtype)?,
     };
     // As `diva chat` decides (before any candle op): one CPU pool unless
     // quantized kernels will run.
@@ -113,65 +117,70 @@ pub fn run(a: ChatArgs) -> Result<std::process::ExitCode> {
     let mut encoder_ms = Vec::new();
     let mut decode_rates = Vec::new();
     eprintln!("chat, {label} (N={n}), median of {}:", a.repeat);
-    for seconds in [5.0f32, 30.0] {
-        let pcm = super::bench_train::chirp(seconds, 300.0);
-        let mut ttft = Vec::new();
-        let mut parts = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
-        for rep in 0..=a.repeat {
-            let t0 = Instant::now();
-            let mel = audio::log_mel(&pcm, &filters);
-            let mel = Tensor::from_vec(mel, (1, filters.n_mels(), audio::N_FRAMES), &device)?
-                .to_dtype(dtype)?;
-            let t1 = Instant::now();
-            let states = encoder.forward(&mel)?;
-            device.synchronize()?;
-            let t2 = Instant::now();
-            let virt = connector.forward(&states, Exec::Fused)?;
-            device.synchronize()?;
-            let t3 = Instant::now();
-            let prompt = split.after_prefix(&llm, &virt)?;
-            let mut kv = prefix_kv.clone();
-            let h = llm.forward_embeds(&prompt, None, Some(&mut kv), Exec::Fused)?;
-            let logits = llm.logits(&h.i((.., h.dim(1)? - 1..))?)?;
-            let mut next = logits.flatten_all()?.argmax(0)?.to_scalar::<u32>()?;
-            let t4 = Instant::now();
-            // Greedy decode of a fixed length (no early stop), one token per step.
-            for _ in 1..a.gen_tokens {
-                let x = llm.embed(&Tensor::new(&[[next]], &device)?)?;
-                let h = llm.forward_embeds(&x, None, Some(&mut kv), Exec::Fused)?;
-                next = llm
-                    .logits(&h)?
-                    .flatten_all()?
-                    .argmax(0)?
-                    .to_scalar::<u32>()?;
+    report["llm_weights"] = json!(format!("{mode:?}"));
+    // On a pool worker, as `diva chat` answers (see `cpu_pools::on_pool`).
+    diva_core::cpu_pools::on_pool(|| -> Result<()> {
+        for seconds in [5.0f32, 30.0] {
+            let pcm = super::bench_train::chirp(seconds, 300.0);
+            let mut ttft = Vec::new();
+            let mut parts = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+            for rep in 0..=a.repeat {
+                let t0 = Instant::now();
+                let mel = audio::log_mel(&pcm, &filters);
+                let mel = Tensor::from_vec(mel, (1, filters.n_mels(), audio::N_FRAMES), &device)?
+                    .to_dtype(dtype)?;
+                let t1 = Instant::now();
+                let states = encoder.forward(&mel)?;
+                device.synchronize()?;
+                let t2 = Instant::now();
+                let virt = connector.forward(&states, Exec::Fused)?;
+                device.synchronize()?;
+                let t3 = Instant::now();
+                let prompt = split.after_prefix(&llm, &virt)?;
+                let mut kv = prefix_kv.clone();
+                let h = llm.forward_embeds(&prompt, None, Some(&mut kv), Exec::Fused)?;
+                let logits = llm.logits(&h.i((.., h.dim(1)? - 1..))?)?;
+                let mut next = logits.flatten_all()?.argmax(0)?.to_scalar::<u32>()?;
+                let t4 = Instant::now();
+                // Greedy decode of a fixed length (no early stop), one token per step.
+                for _ in 1..a.gen_tokens {
+                    let x = llm.embed(&Tensor::new(&[[next]], &device)?)?;
+                    let h = llm.forward_embeds(&x, None, Some(&mut kv), Exec::Fused)?;
+                    next = llm
+                        .logits(&h)?
+                        .flatten_all()?
+                        .argmax(0)?
+                        .to_scalar::<u32>()?;
+                }
+                let t5 = Instant::now();
+                if rep == 0 {
+                    continue; // warm-up
+                }
+                ttft.push((t4 - t0).as_secs_f64());
+                for (i, d) in [t1 - t0, t2 - t1, t3 - t2, t4 - t3].iter().enumerate() {
+                    parts[i].push(d.as_secs_f64());
+                }
+                encoder_ms.push((t2 - t1).as_secs_f64() * 1e3);
+                decode_rates.push((a.gen_tokens - 1) as f64 / (t5 - t4).as_secs_f64());
             }
-            let t5 = Instant::now();
-            if rep == 0 {
-                continue; // warm-up
-            }
-            ttft.push((t4 - t0).as_secs_f64());
-            for (i, d) in [t1 - t0, t2 - t1, t3 - t2, t4 - t3].iter().enumerate() {
-                parts[i].push(d.as_secs_f64());
-            }
-            encoder_ms.push((t2 - t1).as_secs_f64() * 1e3);
-            decode_rates.push((a.gen_tokens - 1) as f64 / (t5 - t4).as_secs_f64());
+            let key = format!("{}s", seconds as u32);
+            let ms = |v: &Vec<f64>| median(v.clone()) * 1e3;
+            eprintln!(
+                "  {seconds:>4} s clip: time to first token {:>7.1} ms (mel {:.1}, encoder {:.1}, connector {:.1}, prefill+first token {:.1})",
+                median(ttft.clone()) * 1e3,
+                ms(&parts[0]),
+                ms(&parts[1]),
+                ms(&parts[2]),
+                ms(&parts[3])
+            );
+            report[format!("ttft_ms_{key}")] = json!(median(ttft) * 1e3);
+            report[format!("mel_ms_{key}")] = json!(ms(&parts[0]));
+            report[format!("encoder_ms_{key}")] = json!(ms(&parts[1]));
+            report[format!("connector_ms_{key}")] = json!(ms(&parts[2]));
+            report[format!("prefill_ms_{key}")] = json!(ms(&parts[3]));
         }
-        let key = format!("{}s", seconds as u32);
-        let ms = |v: &Vec<f64>| median(v.clone()) * 1e3;
-        eprintln!(
-            "  {seconds:>4} s clip: time to first token {:>7.1} ms (mel {:.1}, encoder {:.1}, connector {:.1}, prefill+first token {:.1})",
-            median(ttft.clone()) * 1e3,
-            ms(&parts[0]),
-            ms(&parts[1]),
-            ms(&parts[2]),
-            ms(&parts[3])
-        );
-        report[format!("ttft_ms_{key}")] = json!(median(ttft) * 1e3);
-        report[format!("mel_ms_{key}")] = json!(ms(&parts[0]));
-        report[format!("encoder_ms_{key}")] = json!(ms(&parts[1]));
-        report[format!("connector_ms_{key}")] = json!(ms(&parts[2]));
-        report[format!("prefill_ms_{key}")] = json!(ms(&parts[3]));
-    }
+        Ok(())
+    })?;
     let enc = median(encoder_ms);
     let decode = median(decode_rates);
     // The encoder always runs one 30 s window.
