@@ -77,3 +77,28 @@ fn generated_answers_are_right() {
     assert_eq!(find("What is 99 divided by 11?"), ["9", "nine"]);
     assert_eq!(find("What is the capital of Australia?"), ["Canberra"]);
 }
+
+/// A manifest line nested 200,000 deep is a clear error naming the line or
+/// is read, never a stack overflow (issue 20).
+#[test]
+fn a_deeply_nested_manifest_line_is_an_error() {
+    let dir = std::env::temp_dir().join(format!("diva-deep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("m.jsonl");
+    let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
+    std::fs::write(
+        &p,
+        format!(
+            "{{\"audio\": \"a.wav\", \"text\": \"x\"}}\n{{\"audio\": {deep}, \"text\": \"y\"}}\n"
+        ),
+    )
+    .unwrap();
+    let e = diva_eval::manifest::read(&p).unwrap_err();
+    assert!(e.contains(":2: bad manifest line"), "{e}");
+    // Deep nesting where a string is expected fails at the first `[`; deep
+    // nesting in an unknown field is skipped without recursion.
+    let skip = format!("{{\"audio\": \"a.wav\", \"text\": \"x\", \"extra\": {deep}}}\n");
+    std::fs::write(&p, skip).unwrap();
+    assert_eq!(diva_eval::manifest::read(&p).unwrap().len(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
