@@ -319,6 +319,18 @@ fn raw_http_errors_use_openais_body_and_health_stays_up() {
             "{v}"
         );
     }
+    // JSON nested 100,000 deep in a message's content (400 KB, under the
+    // 1 MB limit) is refused by serde_json's recursion limit, not recursed
+    // into (issue 20).
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let body = format!(r#"{{"messages": [{{"role":"user","content":{deep}}}]}}"#);
+    let r = post(&server.addr, "/v1/chat/completions", &body, "");
+    assert!(r.starts_with("HTTP/1.1 400"), "{}", &r[..r.len().min(300)]);
+    let json = &r[r.find("\r\n\r\n").unwrap() + 4..];
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("recursion limit"), "{msg}");
     // SSE framing of a text request: data lines, the role first, [DONE] last.
     let r = post(
         &server.addr,
