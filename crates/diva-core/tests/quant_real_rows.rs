@@ -48,7 +48,7 @@ fn smollm2_blocks_are_the_dequantized_product_within_the_bound_on_every_isa() {
         x[5] = 40.0;
         let acts = quant::quantize_acts(&x, rows, d_in);
         let mut first: Option<Vec<f32>> = None;
-        for isa in Isa::available() {
+        for &isa in Isa::available() {
             let y = quant::matmul_t_on(isa, &x, rows, &w);
             for b in 0..rows {
                 for o in 0..w.d_out {

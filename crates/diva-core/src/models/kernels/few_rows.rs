@@ -43,31 +43,27 @@ pub enum Isa {
 impl Isa {
     /// The widest this CPU runs.
     pub fn best() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
-            }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                return Isa::Avx2;
-            }
-        }
-        Isa::Portable
+        *Isa::available().last().unwrap_or(&Isa::Portable)
     }
 
-    /// Every ISA this CPU runs (for tests).
-    pub fn available() -> Vec<Isa> {
-        let mut v = vec![Isa::Portable];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                v.push(Isa::Avx2);
+    /// Every ISA this CPU runs, narrowest first; detected once (every
+    /// product asks).
+    pub fn available() -> &'static [Isa] {
+        static ISAS: std::sync::OnceLock<Vec<Isa>> = std::sync::OnceLock::new();
+        ISAS.get_or_init(|| {
+            #[allow(unused_mut)]
+            let mut v = vec![Isa::Portable];
+            #[cfg(target_arch = "x86_64")]
+            {
+                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                    v.push(Isa::Avx2);
+                    if is_x86_feature_detected!("avx512f") {
+                        v.push(Isa::Avx512);
+                    }
+                }
             }
-            if is_x86_feature_detected!("avx512f") {
-                v.push(Isa::Avx512);
-            }
-        }
-        v
+            v
+        })
     }
 }
 
@@ -373,7 +369,7 @@ mod tests {
             .collect();
         let isas = Isa::available();
         assert!(isas.contains(&Isa::best()));
-        for isa in isas {
+        for &isa in isas {
             for rows in [1, 2, 5, 8, 15, 16] {
                 let x: Vec<f32> = (0..rows * d_in)
                     .map(|i| ((i * 13 % 29) as f32 - 14.0) / 14.0)

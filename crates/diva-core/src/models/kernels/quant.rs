@@ -110,23 +110,29 @@ impl Isa {
         *Isa::available().last().unwrap_or(&Isa::Portable)
     }
 
-    /// Every ISA this CPU runs, slowest first.
-    pub fn available() -> Vec<Isa> {
-        #[allow(unused_mut)]
-        let mut v = vec![Isa::Portable];
-        #[cfg(target_arch = "x86_64")]
-        {
-            let avx2 = is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("f16c");
-            if avx2 {
-                v.push(Isa::Avx2);
-                if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
-                    v.push(Isa::Vnni);
+    /// Every ISA this CPU runs, slowest first; detected once (every
+    /// product asks).
+    pub fn available() -> &'static [Isa] {
+        static ISAS: std::sync::OnceLock<Vec<Isa>> = std::sync::OnceLock::new();
+        ISAS.get_or_init(|| {
+            #[allow(unused_mut)]
+            let mut v = vec![Isa::Portable];
+            #[cfg(target_arch = "x86_64")]
+            {
+                let avx2 = is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+                    && is_x86_feature_detected!("f16c");
+                if avx2 {
+                    v.push(Isa::Avx2);
+                    if is_x86_feature_detected!("avx512vnni")
+                        && is_x86_feature_detected!("avx512vl")
+                    {
+                        v.push(Isa::Vnni);
+                    }
                 }
             }
-        }
-        v
+            v
+        })
     }
 }
 
@@ -830,7 +836,7 @@ mod tests {
                 let x = data(rows * d_in, 2 + rows as u64);
                 let acts = quantize_acts(&x, rows, d_in);
                 let mut first: Option<Vec<f32>> = None;
-                for isa in Isa::available() {
+                for &isa in Isa::available() {
                     let y = matmul_t_on(isa, &x, rows, &w);
                     for b in 0..rows {
                         for o in 0..d_out {

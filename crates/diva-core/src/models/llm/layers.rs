@@ -33,45 +33,41 @@ impl Proj {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Proj::Dense(l) => l.forward(x),
-            Proj::Blocks { weight, bias } => {
-                let dims = x.dims().to_vec();
-                let rows = x.elem_count() / weight.d_in.max(1);
-                let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-                if xs.len() != rows * weight.d_in {
-                    candle_core::bail!("{weight:?}: input of shape {dims:?}");
+            Proj::Blocks { weight, bias } => rows_through(x, bias.as_ref(), |x2| {
+                let (rows, d_in) = x2.dims2()?;
+                if d_in != weight.d_in {
+                    candle_core::bail!("{weight:?}: input rows of {d_in}");
                 }
-                let y = quant::matmul_t(&xs, rows, weight);
-                let y =
-                    Tensor::from_vec(y, (rows, weight.d_out), x.device())?.to_dtype(x.dtype())?;
-                let y = match bias {
-                    Some(b) => y.broadcast_add(b)?,
-                    None => y,
-                };
-                let mut out = dims;
-                if let Some(last) = out.last_mut() {
-                    *last = weight.d_out;
-                }
-                y.reshape(out)
-            }
+                let y = quant::matmul_t(&x2.flatten_all()?.to_vec1::<f32>()?, rows, weight);
+                Tensor::from_vec(y, (rows, weight.d_out), x2.device())
+            }),
             Proj::Quantized { weight, bias } => {
-                let dims = x.dims().to_vec();
-                let d_in = *dims.last().unwrap_or(&1);
-                let rows = x.elem_count() / d_in.max(1);
-                let y = weight
-                    .forward(&x.reshape((rows, d_in))?.to_dtype(DType::F32)?)?
-                    .to_dtype(x.dtype())?;
-                let y = match bias {
-                    Some(b) => y.broadcast_add(b)?,
-                    None => y,
-                };
-                let mut out = dims;
-                if let Some(last) = out.last_mut() {
-                    *last = y.dim(1)?;
-                }
-                y.reshape(out)
+                rows_through(x, bias.as_ref(), |x2| weight.forward(x2))
             }
         }
     }
+}
+
+/// A quantized product on `x` `[.., d_in]`: flattened to f32 rows `[n,
+/// d_in]` for `f`, whose `[n, d_out]` comes back in `x`'s dtype and leading
+/// dimensions, plus the bias.
+fn rows_through(
+    x: &Tensor,
+    bias: Option<&Tensor>,
+    f: impl FnOnce(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let mut dims = x.dims().to_vec();
+    let d_in = *dims.last().unwrap_or(&1);
+    let rows = x.elem_count() / d_in.max(1);
+    let y = f(&x.reshape((rows, d_in))?.to_dtype(DType::F32)?)?.to_dtype(x.dtype())?;
+    let y = match bias {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    };
+    if let Some(last) = dims.last_mut() {
+        *last = y.dim(1)?;
+    }
+    y.reshape(dims)
 }
 
 #[derive(Debug, Clone)]
