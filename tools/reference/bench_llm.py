@@ -108,16 +108,25 @@ def bench_llama_cpp(path, ids, gen, threads, repeat, warmup):
                           n_batch=max(512, n_ctx), logits_all=False, verbose=False)
     load_s = time.perf_counter() - t0
 
+    import numpy as np
+
+    # With logits_all=False llama-cpp-python no longer copies logits into `scores` (it stays
+    # zero, so its argmax is token 0); llama.cpp's own buffer holds the last token's logits.
+    n_vocab = llm.n_vocab()
+
+    def last_argmax():
+        return int(np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).argmax())
+
     def run():
         llm.reset()
         t0 = time.perf_counter()
         llm.eval(ids)
-        nxt = int(llm.scores[llm.n_tokens - 1].argmax())
+        nxt = last_argmax()
         t1 = time.perf_counter()
         toks = [nxt]
         for _ in range(gen - 1):
             llm.eval([nxt])
-            nxt = int(llm.scores[llm.n_tokens - 1].argmax())
+            nxt = last_argmax()
             toks.append(nxt)
         t2 = time.perf_counter()
         return t1 - t0, t2 - t1, toks

@@ -142,19 +142,27 @@ fn keeps_quantized_weights_reads_the_projection_types() {
 }
 
 /// `--llm-weights auto`: SmolLM2 (135 M parameters, 0.5 GB as f32) runs
-/// exact; `stored` and `f32` are what they say; a model that is not there is
-/// an error, not a guess.
+/// exact, in f32 arithmetic on its stored blocks; `stored` and `f32` are
+/// what they say; an HF directory is dense f32; a model that is not there
+/// is an error, not a guess.
 #[test]
 fn llm_weights_auto_runs_small_models_exact() {
     use diva_core::models::llm::{LlmWeights, EXACT_DEFAULT_BYTES};
     let smollm2 = real_model("smollm2-135m-instruct").join("model.gguf");
     let cpu = Device::Cpu;
     let mode = |w: LlmWeights| w.mode(&smollm2, &cpu, DType::F16).unwrap();
-    assert_eq!(mode(LlmWeights::Auto), WeightMode::Dense(DType::F32));
+    assert_eq!(mode(LlmWeights::Auto), WeightMode::StoredF32);
     assert_eq!(mode(LlmWeights::Stored), WeightMode::Quantized);
-    assert_eq!(mode(LlmWeights::F32), WeightMode::Dense(DType::F32));
+    assert_eq!(mode(LlmWeights::F32), WeightMode::StoredF32);
     assert_eq!(EXACT_DEFAULT_BYTES, 2 << 30);
     let dir = tempfile::tempdir().unwrap();
+    for w in [LlmWeights::Auto, LlmWeights::F32] {
+        assert_eq!(
+            w.mode(dir.path(), &cpu, DType::F16).unwrap(),
+            WeightMode::Dense(DType::F32),
+            "{w:?} on an HF directory"
+        );
+    }
     let p = dir.path().join("m.gguf");
     std::fs::write(&p, b"not a model").unwrap();
     assert!(LlmWeights::Auto.mode(&p, &cpu, DType::F32).is_err());

@@ -14,21 +14,56 @@ fn ids(t: &Tensor) -> Tensor {
     t.to_dtype(DType::U32).unwrap()
 }
 
+/// The exact product, both ways: dequantized dense f32, and f32 arithmetic
+/// on the stored blocks (`StoredF32`, what `--llm-weights auto|f32` loads
+/// for a GGUF): hidden states and logits as transformers', and the same 20
+/// greedy tokens as transformers' (the 8-bit path parts at the first).
 #[test]
 fn smollm2_gguf_matches_transformers() {
     let path = real_model("smollm2-135m-instruct").join("model.gguf");
     let fx = load_fixture("llm/smollm2_logits.safetensors");
-    let llm = load_llm(&path, WeightMode::Dense(DType::F32), &Device::Cpu).unwrap();
-    for p in ["a", "b", "c"] {
-        let (h, logits) = last_logits(&llm, &fx[&format!("ids_{p}")]);
-        let eh = rel_l2(&h.squeeze(0).unwrap(), &fx[&format!("hidden_{p}")]);
-        let el = rel_l2(&logits, &fx[&format!("last_logits_{p}")]);
-        eprintln!("f32 prompt {p}: hidden rel L2 {eh:.2e}, last logits rel L2 {el:.2e}");
-        assert!(
-            eh <= 1e-3 && el <= 1e-3,
-            "f32 {p}: hidden {eh}, logits {el}"
-        );
+    for mode in [WeightMode::Dense(DType::F32), WeightMode::StoredF32] {
+        let llm = load_llm(&path, mode, &Device::Cpu).unwrap();
+        for p in ["a", "b", "c"] {
+            let (h, logits) = last_logits(&llm, &fx[&format!("ids_{p}")]);
+            let eh = rel_l2(&h.squeeze(0).unwrap(), &fx[&format!("hidden_{p}")]);
+            let el = rel_l2(&logits, &fx[&format!("last_logits_{p}")]);
+            eprintln!("{mode:?} prompt {p}: hidden rel L2 {eh:.2e}, last logits rel L2 {el:.2e}");
+            assert!(
+                eh <= 1e-3 && el <= 1e-3,
+                "{mode:?} {p}: hidden {eh}, logits {el}"
+            );
+        }
+        let ids = ids(&fx["ids_a"]).to_vec1::<u32>().unwrap();
+        let want = fx["greedy_a"].to_vec1::<i64>().unwrap();
+        let got = greedy(&llm, &ids, want.len().min(20));
+        assert_eq!(got, want[..got.len()], "{mode:?}: greedy reply");
     }
+}
+
+/// `n` greedy tokens after `ids`, with the KV cache.
+fn greedy(llm: &Llm, ids: &[u32], n: usize) -> Vec<i64> {
+    let mut cache = llm.new_cache();
+    let mut x = llm.embed_ids(ids).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..n {
+        let h = llm
+            .forward_embeds(&x, None, Some(&mut cache), Exec::Fused)
+            .unwrap();
+        let t = h.dim(1).unwrap();
+        let next = llm
+            .logits(&h.i((.., t - 1..t)).unwrap())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .argmax(0)
+            .unwrap()
+            .to_scalar::<u32>()
+            .unwrap();
+        got.push(next as i64);
+        x = llm.embed_ids(&[next]).unwrap();
+    }
+    got
 }
 
 /// (final hidden states `[1, t, d]`, last-position logits `[vocab]`).
@@ -77,26 +112,7 @@ fn smollm2_as_stored_matches_llama_cpp() {
     }
     // Greedy: 20 tokens, KV cache, the same as llama.cpp's.
     let ids = ids(&fx["ids_a"]).to_vec1::<u32>().unwrap();
-    let mut cache = llm.new_cache();
-    let mut x = llm.embed_ids(&ids).unwrap();
-    let mut got = Vec::new();
-    for _ in 0..20 {
-        let h = llm
-            .forward_embeds(&x, None, Some(&mut cache), Exec::Fused)
-            .unwrap();
-        let t = h.dim(1).unwrap();
-        let next = llm
-            .logits(&h.i((.., t - 1..t)).unwrap())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .argmax(0)
-            .unwrap()
-            .to_scalar::<u32>()
-            .unwrap();
-        got.push(next as i64);
-        x = llm.embed_ids(&[next]).unwrap();
-    }
+    let got = greedy(&llm, &ids, 20);
     // The two quantized runs agree on the first 9 tokens (f32 differs from
     // both at the first: a near tie on this raw-text prompt) and then part
     // where their arithmetic differs; a wrong kernel parts at once.

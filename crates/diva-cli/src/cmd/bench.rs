@@ -145,16 +145,6 @@ fn thirty_seconds(path: Option<&PathBuf>) -> Result<Vec<f32>> {
     Ok(pcm)
 }
 
-fn reference_python(explicit: Option<PathBuf>) -> Option<PathBuf> {
-    explicit.or_else(|| {
-        let venv = std::env::var_os("DIVA_REF_VENV")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| cache::diva_home().join("venv-ref"));
-        let py = venv.join("bin/python");
-        py.is_file().then_some(py)
-    })
-}
-
 fn frontend(a: FrontendArgs) -> Result<ExitCode> {
     let dir = cache::resolve_whisper(&a.model)?;
     let opts = TranscribeOptions {
@@ -185,7 +175,7 @@ fn frontend(a: FrontendArgs) -> Result<ExitCode> {
     eprintln!("{:<28}{:>12.2}{:>14.1}", "diva", mel_ms, encoder_ms);
 
     if !a.no_reference {
-        match reference_python(a.python) {
+        match super::bench_util::reference_python(a.python) {
             None => eprintln!(
                 "(faster-whisper side skipped: run tools/reference/setup-venv or pass --python)"
             ),
@@ -311,6 +301,7 @@ fn llm_bench(a: LlmArgs) -> Result<ExitCode> {
             "diva f32 (dequantized)",
             WeightMode::Dense(candle_core::DType::F32),
         ),
+        ("diva f32 on the stored blocks", WeightMode::StoredF32),
         ("diva as stored (GGUF)", WeightMode::Quantized),
         (
             "diva Q8_0 kernels",
@@ -336,7 +327,7 @@ fn llm_bench(a: LlmArgs) -> Result<ExitCode> {
     let python = if peers.is_empty() {
         None
     } else {
-        match reference_python(a.python.clone()) {
+        match super::bench_util::reference_python(a.python.clone()) {
             None => {
                 eprintln!("(peers skipped: run tools/reference/setup-venv or pass --python)");
                 None

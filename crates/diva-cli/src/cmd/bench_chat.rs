@@ -3,8 +3,11 @@
 //! → first token), greedy decode tokens/s over a fixed number of tokens
 //! (end-of-turn ignored, like the PyTorch reference loop), the encoder's
 //! real-time factor, and peak memory. Inference weights as `diva chat` loads
-//! them (`--llm-weights`, the same flag and default).
+//! them (`--llm-weights`, the same flag and default). `--against cascade`
+//! times a trained model beside faster-whisper + llama.cpp instead
+//! (`bench_cascade`).
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -19,10 +22,13 @@ use diva_core::weights::cache;
 use diva_train::config::TrainConfig;
 use serde_json::json;
 
+use super::bench_util::{median, peak_rss_mib};
+
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
   diva bench chat                              # time to first token (5 s, 30 s) and decode tok/s
-  diva bench chat --random-shape paper --device cuda --dtype bf16")]
+  diva bench chat --random-shape paper --device cuda --dtype bf16
+  diva bench chat --against cascade --threads 1 --repeat 5   # the shipped model vs faster-whisper + llama.cpp")]
 pub struct ChatArgs {
     /// Preset whose model shapes are timed (tiny, paper).
     #[arg(long, default_value = "tiny")]
@@ -40,22 +46,51 @@ pub struct ChatArgs {
     on: crate::common::RunOn,
     #[command(flatten)]
     llm_weights: crate::common::LlmWeightsArg,
+    /// Time `diva chat` with a trained model against a peer on the same
+    /// clips and cores: `cascade` is faster-whisper's transcript, then
+    /// llama.cpp's prefill and first token (tools/reference/bench_cascade.py).
+    #[arg(long, value_enum, conflicts_with_all = ["random_shape", "num_queries"])]
+    against: Option<ChatPeer>,
+    /// With --against: the DiVA checkpoint directory to time (default: the
+    /// shipped model).
+    #[arg(long, requires = "against")]
+    model: Option<PathBuf>,
+    /// With --against: threads for diva and for the peer (default: every core).
+    #[arg(long, requires = "against")]
+    threads: Option<usize>,
+    /// With --against: faster-whisper's compute type (repeatable; float32
+    /// is the precision of diva's encoder, int8 faster-whisper's fastest).
+    #[arg(long, requires = "against", default_value = "float32")]
+    peer_compute_type: Vec<String>,
+    /// With --against: faster-whisper's beam size (1, greedy, is its
+    /// fastest; its own default is 5).
+    #[arg(long, requires = "against", default_value_t = 1)]
+    peer_beam_size: usize,
+    /// With --against: Python with faster-whisper and llama-cpp-python
+    /// (default: the reference venv).
+    #[arg(long, requires = "against")]
+    python: Option<PathBuf>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-/// Peak resident memory of this process (Linux), in MiB.
-pub fn peak_rss_mib() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
+/// A peer of `diva bench chat`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChatPeer {
+    Cascade,
 }
 
 pub fn run(a: ChatArgs) -> Result<std::process::ExitCode> {
+    if a.against == Some(ChatPeer::Cascade) {
+        return super::bench_cascade::run(super::bench_cascade::CascadeArgs {
+            model: a.model,
+            threads: a.threads,
+            repeat: a.repeat,
+            python: a.python,
+            peer_compute_types: a.peer_compute_type,
+            peer_beam_size: a.peer_beam_size,
+            llm_weights: a.llm_weights,
+            device: a.on.device,
+        });
+    }
     let cfg = TrainConfig::preset(&a.preset)?;
     let device = diva_core::device::parse_device(&a.on.device)?;
     let dtype: DType = a.on.dtype.into();
@@ -121,7 +156,7 @@ pub fn run(a: ChatArgs) -> Result<std::process::ExitCode> {
     // On a pool worker, as `diva chat` answers (see `cpu_pools::on_pool`).
     diva_core::cpu_pools::on_pool(|| -> Result<()> {
         for seconds in [5.0f32, 30.0] {
-            let pcm = super::bench_train::chirp(seconds, 300.0);
+            let pcm = super::bench_util::chirp(seconds, 300.0);
             let mut ttft = Vec::new();
             let mut parts = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
             for rep in 0..=a.repeat {

@@ -89,17 +89,6 @@ pub fn bench_models(
     })
 }
 
-/// A synthetic clip (a rising chirp); timing does not depend on content.
-pub fn chirp(seconds: f32, f0: f32) -> Vec<f32> {
-    let n = (seconds * 16_000.0) as usize;
-    (0..n)
-        .map(|i| {
-            let t = i as f32 / 16_000.0;
-            0.3 * (2.0 * std::f32::consts::PI * (f0 + 200.0 * t) * t).sin()
-        })
-        .collect()
-}
-
 pub fn run(a: TrainArgs) -> Result<std::process::ExitCode> {
     let mut cfg = TrainConfig::preset(&a.preset)?;
     if let Some(n) = a.num_queries {
@@ -124,7 +113,10 @@ pub fn run(a: TrainArgs) -> Result<std::process::ExitCode> {
     let filters = MelFilters::new(m.whisper.config.num_mel_bins);
     let mels = (0..b)
         .map(|i| {
-            let m = audio::log_mel(&chirp(3.0, 300.0 + 50.0 * i as f32), &filters);
+            let m = audio::log_mel(
+                &super::bench_util::chirp(3.0, 300.0 + 50.0 * i as f32),
+                &filters,
+            );
             Tensor::from_vec(m, (filters.n_mels(), audio::N_FRAMES), &device)
         })
         .collect::<candle_core::Result<Vec<_>>>()?;
@@ -232,7 +224,7 @@ pub fn run(a: TrainArgs) -> Result<std::process::ExitCode> {
         "models": m.label, "device": a.on.device, "dtype": format!("{dtype:?}"),
         "model_flops_per_step": flops, "model_tflops_per_s": tflops,
         "mfu": a.peak_tflops.map(|p| tflops / p),
-        "peak_rss_mib": super::bench_chat::peak_rss_mib(),
+        "peak_rss_mib": super::bench_util::peak_rss_mib(),
         "preset": a.preset, "num_queries": cfg.num_queries, "batch": b,
         "llm_sequence": prompt_len,
         "samples_per_s_cached_encoder": b as f64 / (step_cached / 1e3),

@@ -1,7 +1,9 @@
 pub mod bench;
+pub mod bench_cascade;
 pub mod bench_chat;
 pub mod bench_parity;
 pub mod bench_train;
+pub mod bench_util;
 pub mod chat;
 pub mod corpus;
 pub mod data;

@@ -4,8 +4,9 @@
 //! `attention_with_grad`) carry gradients: fused backward kernels for
 //! `Exec::Autograd`, each one graph node where candle's elementary ops would
 //! be several, because candle's backward zero-fills and adds a gradient per
-//! node on one thread. `gelu`, `softmax`, `few_rows` and `quant` (GGUF-block
-//! weights times 8-bit activations, integer SIMD) are inference only.
+//! node on one thread. `gelu`, `softmax`, `few_rows`, `quant` (GGUF-block
+//! weights times 8-bit activations, integer SIMD) and `quant_f32` (the same
+//! blocks times f32 activations, expanded in registers) are inference only.
 
 /// `$body` evaluated on the operands' elements as slices of one float type
 /// (f32 or f64; bound to the same names as the storages), wrapped back into
@@ -34,6 +35,7 @@ pub mod fast_exp;
 pub mod few_rows;
 pub mod gelu;
 pub mod quant;
+pub mod quant_f32;
 pub mod rope;
 pub mod rowwise;
 pub mod softmax;

@@ -316,7 +316,7 @@ impl QMatrix {
         self.d_out * (self.d_in / self.ty.block_len()) * self.ty.block_bytes()
     }
 
-    fn row(&self, o: usize) -> &[u8] {
+    pub(crate) fn row(&self, o: usize) -> &[u8] {
         let n = self.d_in / BLOCK * self.ty.block_bytes();
         &self.data[o * n..(o + 1) * n]
     }

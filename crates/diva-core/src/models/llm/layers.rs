@@ -9,19 +9,21 @@ use candle_core::{DType, Module, Result, Tensor, D};
 use super::rope::Rope;
 use crate::models::exec::{self, Exec};
 use crate::models::kernels::quant::{self, QMatrix};
+use crate::models::kernels::quant_f32;
 use crate::models::kernels::{activations, attention, rowwise};
 use crate::models::linear::Linear;
 
 /// A projection `y = x Wᵀ (+ b)`. Quantized weights stay quantized for
-/// inference, in their GGUF blocks on [`quant`] (`Blocks`; `Quantized` is
-/// candle's `QMatMul`, for what `quant` does not run); training
-/// dequantizes them.
+/// inference, in their GGUF blocks (`Blocks`, on [`quant`] with 8-bit
+/// activations or [`quant_f32`] with f32 ones; `Quantized` is candle's
+/// `QMatMul`, for what `quant` does not run); training dequantizes them.
 #[derive(Debug, Clone)]
 pub enum Proj {
     Dense(Linear),
     Blocks {
         weight: Arc<QMatrix>,
         bias: Option<Tensor>,
+        acts: BlockActs,
     },
     Quantized {
         weight: QMatMul,
@@ -33,12 +35,16 @@ impl Proj {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Proj::Dense(l) => l.forward(x),
-            Proj::Blocks { weight, bias } => rows_through(x, bias.as_ref(), |x2| {
+            Proj::Blocks { weight, bias, acts } => rows_through(x, bias.as_ref(), |x2| {
                 let (rows, d_in) = x2.dims2()?;
                 if d_in != weight.d_in {
                     candle_core::bail!("{weight:?}: input rows of {d_in}");
                 }
-                let y = quant::matmul_t(&x2.flatten_all()?.to_vec1::<f32>()?, rows, weight);
+                let x = x2.flatten_all()?.to_vec1::<f32>()?;
+                let y = match acts {
+                    BlockActs::Int8 => quant::matmul_t(&x, rows, weight),
+                    BlockActs::F32 => quant_f32::matmul_t(&x, rows, weight),
+                };
                 Tensor::from_vec(y, (rows, weight.d_out), x2.device())
             }),
             Proj::Quantized { weight, bias } => {
@@ -46,6 +52,17 @@ impl Proj {
             }
         }
     }
+}
+
+/// What a [`Proj::Blocks`] multiplies its blocks with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockActs {
+    /// Activations quantized per block to 8 bits, integer dot products
+    /// (llama.cpp's arithmetic).
+    Int8,
+    /// f32 activations, the blocks expanded to f32 (the dense product
+    /// within f32 rounding).
+    F32,
 }
 
 /// A quantized product on `x` `[.., d_in]`: flattened to f32 rows `[n,

@@ -2,8 +2,9 @@
 //!
 //! GGUF tensor names (`blk.N.attn_q.weight`, …) map one-to-one onto HF's
 //! (`model.layers.N.self_attn.q_proj.weight`, …); both loaders fill the same
-//! structs. GGUF weights stay quantized in [`WeightMode::Quantized`] (in
-//! their blocks, on `kernels::quant`) and are dequantized in
+//! structs. GGUF weights stay in their blocks in [`WeightMode::Quantized`]
+//! (on `kernels::quant`, 8-bit activations) and [`WeightMode::StoredF32`]
+//! (on `kernels::quant_f32`, the f32 product), and are dequantized in
 //! [`WeightMode::Dense`] (training, exactness tests).
 
 use std::path::Path;
@@ -14,10 +15,11 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::LlmConfig;
-use super::layers::{Attention, Block, Mlp, Proj, RmsNorm};
+use super::layers::{Attention, Block, BlockActs, Mlp, Proj, RmsNorm};
 use super::model::Llm;
 use super::rope::Rope;
 use crate::models::kernels::quant::{QMatrix, QType};
+use crate::models::kernels::quant_f32;
 use crate::models::linear::Linear;
 use crate::weights::gguf::GgufFile;
 use crate::weights::hf;
@@ -30,6 +32,13 @@ pub enum WeightMode {
     Quantized,
     /// Dense weights in this dtype (GGUF is dequantized).
     Dense(DType),
+    /// The f32 product, with the GGUF blocks kept where `kernels::quant_f32`
+    /// runs them (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0: expanded to f32 in
+    /// registers, activations not quantized) and the rest dequantized
+    /// (inference only). The same weights and arithmetic as
+    /// `Dense(F32)` but for the order of the sums, with a fraction of the
+    /// memory read per token.
+    StoredF32,
     /// Re-quantize every projection to this GGUF type (e.g. Q8_0, Q4_K),
     /// whatever the file stores.
     Requantized(GgmlDType),
@@ -40,7 +49,9 @@ impl WeightMode {
     pub fn dtype(self) -> DType {
         match self {
             WeightMode::Dense(d) => d,
-            WeightMode::Quantized | WeightMode::Requantized(_) => DType::F32,
+            WeightMode::Quantized | WeightMode::Requantized(_) | WeightMode::StoredF32 => {
+                DType::F32
+            }
         }
     }
 }
@@ -54,7 +65,8 @@ pub enum LlmWeights {
     Auto,
     /// The GGUF's blocks on the quantized kernels (8-bit activations).
     Stored,
-    /// Dequantized to f32: the exact product.
+    /// The exact product: f32 arithmetic on the stored blocks
+    /// ([`WeightMode::StoredF32`]; a GGUF file) or dense f32 weights.
     F32,
 }
 
@@ -74,9 +86,16 @@ impl LlmWeights {
         if !device.is_cpu() {
             return Ok(WeightMode::Dense(gpu_dtype));
         }
+        // A GGUF file keeps its blocks for the f32 product; an HF
+        // directory is dense anyway.
+        let exact = if path.is_file() {
+            WeightMode::StoredF32
+        } else {
+            WeightMode::Dense(DType::F32)
+        };
         Ok(match self {
             LlmWeights::Stored => WeightMode::Quantized,
-            LlmWeights::F32 => WeightMode::Dense(DType::F32),
+            LlmWeights::F32 => exact,
             LlmWeights::Auto if path.is_file() => {
                 let g = GgufFile::open(path)?;
                 let elements: u64 = g
@@ -86,7 +105,7 @@ impl LlmWeights {
                     .map(|t| t.shape.elem_count() as u64)
                     .sum();
                 if elements.saturating_mul(4) <= EXACT_DEFAULT_BYTES {
-                    WeightMode::Dense(DType::F32)
+                    exact
                 } else {
                     WeightMode::Quantized
                 }
@@ -249,7 +268,7 @@ fn candle_kernel(t: GgmlDType) -> bool {
 /// kernels (and so their thread pool). Reads only the GGUF header.
 pub fn keeps_quantized_weights(path: &Path, mode: WeightMode) -> Result<bool> {
     Ok(match mode {
-        WeightMode::Dense(_) => false,
+        WeightMode::Dense(_) | WeightMode::StoredF32 => false,
         WeightMode::Requantized(t) => diva_kernel(t).is_none(),
         WeightMode::Quantized if path.is_file() => GgufFile::open(path)?
             .content
@@ -267,7 +286,7 @@ pub fn keeps_quantized_weights(path: &Path, mode: WeightMode) -> Result<bool> {
 }
 
 /// A quantized tensor `[d_out, d_in]` as blocks for diva's kernels.
-fn blocks(q: &QTensor, t: QType, name: &str, path: &Path) -> Result<Proj> {
+fn blocks(q: &QTensor, t: QType, acts: BlockActs, name: &str, path: &Path) -> Result<Proj> {
     let (d_out, d_in) = q
         .shape()
         .dims2()
@@ -281,6 +300,7 @@ fn blocks(q: &QTensor, t: QType, name: &str, path: &Path) -> Result<Proj> {
     Ok(Proj::Blocks {
         weight: Arc::new(m),
         bias: None,
+        acts,
     })
 }
 
@@ -299,7 +319,7 @@ pub fn load_gguf(path: &Path, mode: WeightMode, device: &Device) -> Result<Llm> 
     // candle's quantized matmul.
     let quantized = |q: QTensor, wname: &str| -> Result<Proj> {
         match diva_kernel(q.dtype()) {
-            Some(t) if device.is_cpu() => blocks(&q, t, wname, path),
+            Some(t) if device.is_cpu() => blocks(&q, t, BlockActs::Int8, wname, path),
             _ => Ok(Proj::Quantized {
                 weight: QMatMul::from_arc(Arc::new(q))
                     .map_err(|e| Error::model(path, format!("{wname}: {e}")))?,
@@ -308,7 +328,11 @@ pub fn load_gguf(path: &Path, mode: WeightMode, device: &Device) -> Result<Llm> 
         }
     };
     let with_bias = |p: Proj, b: Option<Tensor>| match p {
-        Proj::Blocks { weight, .. } => Proj::Blocks { weight, bias: b },
+        Proj::Blocks { weight, acts, .. } => Proj::Blocks {
+            weight,
+            bias: b,
+            acts,
+        },
         Proj::Quantized { weight, .. } => Proj::Quantized { weight, bias: b },
         Proj::Dense(l) => Proj::Dense(Linear::new(l.weight, b)),
     };
@@ -335,6 +359,15 @@ pub fn load_gguf(path: &Path, mode: WeightMode, device: &Device) -> Result<Llm> 
                     Error::model(path, format!("{wname}: cannot quantize to {t:?}: {e}"))
                 })?;
                 with_bias(quantized(q, &wname)?, bias)
+            }
+            WeightMode::StoredF32 => {
+                let q = g.tensor(&wname, device)?;
+                match diva_kernel(q.dtype()) {
+                    Some(t) if quant_f32::supports(t) && device.is_cpu() => {
+                        with_bias(blocks(&q, t, BlockActs::F32, &wname, path)?, bias)
+                    }
+                    _ => Proj::Dense(Linear::new(dequant(&wname)?, bias)),
+                }
             }
             WeightMode::Quantized => {
                 let q = g.tensor(&wname, device)?;
@@ -391,7 +424,12 @@ pub fn load_gguf(path: &Path, mode: WeightMode, device: &Device) -> Result<Llm> 
         let stored = g.tensor("token_embd.weight", device)?;
         match diva_kernel(stored.dtype()) {
             Some(t) if mode == WeightMode::Quantized && device.is_cpu() => {
-                blocks(&stored, t, "token_embd.weight", path)?
+                blocks(&stored, t, BlockActs::Int8, "token_embd.weight", path)?
+            }
+            Some(t)
+                if mode == WeightMode::StoredF32 && quant_f32::supports(t) && device.is_cpu() =>
+            {
+                blocks(&stored, t, BlockActs::F32, "token_embd.weight", path)?
             }
             _ => Proj::Dense(Linear::new(embed_tokens.clone(), None)),
         }
