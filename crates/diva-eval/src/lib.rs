@@ -1,7 +1,17 @@
-//! diva-eval: metrics and evaluation tasks: word error rate for ASR, and the
-//! blind A/B study's votes and win rates (`arena`).
+//! diva-eval: metrics and evaluation tasks: word error rate for ASR; BLEU and
+//! chrF as sacrebleu computes them, classification accuracy and weighted F1
+//! with label extraction from replies, spoken-QA exact match, token F1 and
+//! PEDANTS, and paired bootstrap intervals and p-values between two systems;
+//! and the blind A/B study's votes and win rates (`arena`).
 
 pub mod arena;
 pub mod asr;
+pub mod bleu;
+pub mod bootstrap;
+pub mod chrf;
+pub mod classify;
 pub mod manifest;
+pub mod pedant;
+mod pytext;
+pub mod qa;
 pub mod wer;
