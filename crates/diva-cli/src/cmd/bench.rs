@@ -403,16 +403,22 @@ fn llm_bench(a: LlmArgs) -> Result<ExitCode> {
     });
     let mut refs = Vec::new();
     let mut ratios = serde_json::Map::new();
-    let stored = ours
-        .iter()
-        .zip(&engines)
-        .find(|(_, (n, _))| *n == "diva as stored (GGUF)")
-        .map(|(r, _)| {
-            (
-                median(r.iter().map(|x| x.0).collect()),
-                median(r.iter().map(|x| x.1).collect()),
-            )
-        });
+    // The two modes an inference command loads (`--llm-weights stored`
+    // and `f32`/`auto`), each set against every peer.
+    let med = |name: &str| {
+        ours.iter()
+            .zip(&engines)
+            .find(|(_, (n, _))| *n == name)
+            .map(|(r, _)| {
+                (
+                    median(r.iter().map(|x| x.0).collect()),
+                    median(r.iter().map(|x| x.1).collect()),
+                )
+            })
+    };
+    let stored = med("diva as stored (GGUF)");
+    let f32_blocks = med("diva f32 on the stored blocks");
+    let mut ratios_f32 = serde_json::Map::new();
     for (p, runs) in peers.iter().zip(&theirs) {
         let Some(first) = runs.first() else { continue };
         let label = format!(
@@ -447,22 +453,28 @@ fn llm_bench(a: LlmArgs) -> Result<ExitCode> {
             .map(|(a, b)| json!({"prompt_tok_s": a, "decode_tok_s": b}))
             .collect::<Vec<_>>());
         refs.push(r);
-        if let Some((spp, sdec)) = stored {
-            eprintln!(
-                "  diva as stored / {}: prompt {:.2}x, decode {:.2}x",
-                p.engine(),
-                spp / pp,
-                sdec / dec
-            );
-            ratios.insert(
-                p.engine().into(),
-                json!({"prompt": spp / pp, "decode": sdec / dec}),
-            );
+        for (label, ours, into) in [
+            ("as stored", stored, &mut ratios),
+            ("f32 on the blocks", f32_blocks, &mut ratios_f32),
+        ] {
+            if let Some((spp, sdec)) = ours {
+                eprintln!(
+                    "  diva {label} / {}: prompt {:.2}x, decode {:.2}x",
+                    p.engine(),
+                    spp / pp,
+                    sdec / dec
+                );
+                into.insert(
+                    p.engine().into(),
+                    json!({"prompt": spp / pp, "decode": sdec / dec}),
+                );
+            }
         }
     }
     if !peers.is_empty() {
         report["reference"] = json!(refs);
         report["diva_as_stored_over_peer"] = json!(ratios);
+        report["diva_f32_blocks_over_peer"] = json!(ratios_f32);
     }
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(ExitCode::SUCCESS)

@@ -381,6 +381,9 @@ mod x86 {
 
     /// `TW` weight rows (`w0 + t·stride` bytes) against `TR` x rows
     /// (`x + r·d_in`), `nb` blocks: `out[t][r]`.
+    // Index loops over the const-sized tiles: they unroll, and the
+    // accumulators stay in registers.
+    #[allow(clippy::needless_range_loop)]
     #[inline(always)]
     unsafe fn tile<L: Lanes, const T: u8, const TW: usize, const TR: usize>(
         w0: *const u8,
