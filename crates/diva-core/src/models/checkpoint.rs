@@ -32,9 +32,14 @@ impl DivaConfig {
         let p = dir.join("config.json");
         let text = std::fs::read_to_string(&p)
             .map_err(|e| Error::model(&p, format!("cannot read: {e}")))?;
-        serde_json::from_str(&text).map_err(|e| {
+        Self::from_json(&text, &p)
+    }
+
+    /// Parse a checkpoint's `config.json` text; `path` is only used in error messages.
+    pub fn from_json(text: &str, path: &Path) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| {
             Error::model(
-                &p,
+                path,
                 format!("not a DiVA config (needs reference_encoder and reference_decoder): {e}"),
             )
         })

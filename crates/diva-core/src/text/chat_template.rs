@@ -19,6 +19,14 @@ use crate::{Error, Result};
 
 const TEMPLATE: &str = "chat_template";
 
+/// The most work one render may do, in minijinja's fuel (about one unit per template
+/// instruction). Real chat templates spend a few thousand units on a long conversation; a
+/// template from an untrusted file that loops for ever stops here with an error (~0.1 s).
+pub const RENDER_FUEL: u64 = 2_000_000;
+
+/// The most text one render may produce: a prompt far longer than any context window.
+pub const MAX_RENDER_BYTES: usize = 16 << 20;
+
 /// One chat message. `content` is a string or a list of parts (`{"type": "text", "text": …}`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Message {
@@ -94,6 +102,7 @@ impl ChatTemplate {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_keep_trailing_newline(false);
+        env.set_fuel(Some(RENDER_FUEL));
         env.set_auto_escape_callback(|_| AutoEscape::None);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_formatter(|out, state, value| {
@@ -193,7 +202,11 @@ impl ChatTemplate {
             }
         }
         let tmpl = self.env.get_template(TEMPLATE).map_err(render_error)?;
-        tmpl.render(Value::from_iter(ctx)).map_err(render_error)
+        let mut out = Bounded(Vec::new());
+        tmpl.render_captured_to(Value::from_iter(ctx), &mut out)
+            .map_err(render_error)?;
+        String::from_utf8(out.0)
+            .map_err(|e| Error::Config(format!("chat template rendered invalid UTF-8: {e}")))
     }
 
     /// DiVA's prompt split: renders one user message whose content is `placeholder` with the
@@ -223,7 +236,38 @@ pub fn system_markers(prefix: &str) -> Option<(String, String)> {
     Some((format!("{first}\n"), format!("\n{last}\n")))
 }
 
+/// A render's output, refused past [`MAX_RENDER_BYTES`].
+struct Bounded(Vec<u8>);
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RENDER_BYTES {
+            return Err(std::io::Error::other("chat template output too long"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn render_error(e: minijinja::Error) -> Error {
+    match e.kind() {
+        ErrorKind::OutOfFuel => {
+            return Error::Config(format!(
+                "chat template does too much work: it stopped after {RENDER_FUEL} steps \
+                 (a loop that never ends?); fix or replace the template"
+            ))
+        }
+        ErrorKind::WriteFailure => {
+            return Error::Config(format!(
+                "chat template output is longer than {} MiB; fix or replace the template",
+                MAX_RENDER_BYTES >> 20
+            ))
+        }
+        _ => {}
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(s) = source {
         if let Some(Raised(msg)) = s.downcast_ref::<Raised>() {

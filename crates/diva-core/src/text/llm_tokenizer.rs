@@ -67,10 +67,9 @@ impl LlmTokenizer {
 
     /// From a GGUF file's metadata (the tensors are not read).
     pub fn from_gguf(path: &Path) -> Result<Self> {
-        let mut file = std::fs::File::open(path)
+        let file = std::fs::File::open(path)
             .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-        let content = Content::read(&mut file)
-            .map_err(|e| Error::model(path, format!("not a readable GGUF file: {e}")))?;
+        let content = crate::weights::gguf::read_content(&mut std::io::BufReader::new(file), path)?;
         Self::from_gguf_content(&content, path)
     }
 
@@ -114,10 +113,39 @@ impl LlmTokenizer {
                 format!("no tokenizer.json in {}", dir.display()),
             ));
         }
-        let tokenizer = tokenizers::Tokenizer::from_file(&tj)
+        let tokenizer_json = std::fs::read(&tj)
+            .map_err(|e| Error::io(format!("cannot read {}", tj.display()), e))?;
+        Self::from_hf_files(dir, &tokenizer_json, |name| {
+            let path = dir.join(name);
+            if !path.is_file() {
+                return Ok(None);
+            }
+            std::fs::read_to_string(&path)
+                .map(Some)
+                .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
+        })
+    }
+
+    /// [`LlmTokenizer::from_hf_dir`] on files already read: `tokenizer_json` is the text of
+    /// `tokenizer.json`; `read(name)` gives the text of the directory's other files
+    /// (`tokenizer_config.json`, …), `None` when there is no such file. `dir` names the
+    /// files in errors.
+    pub fn from_hf_files(
+        dir: &Path,
+        tokenizer_json: &[u8],
+        read: impl Fn(&str) -> Result<Option<String>>,
+    ) -> Result<Self> {
+        let tj = dir.join("tokenizer.json");
+        let tokenizer = tokenizers::Tokenizer::from_bytes(tokenizer_json)
             .map_err(|e| Error::model(&tj, format!("not a valid tokenizer.json: {e}")))?;
-        let config = read_json(&dir.join("tokenizer_config.json"))?.unwrap_or_default();
-        let generation = read_json(&dir.join("generation_config.json"))?.unwrap_or_default();
+        let json = |name: &str| -> Result<Option<serde_json::Map<String, serde_json::Value>>> {
+            match read(name)? {
+                Some(text) => parse_json_object(&text, &dir.join(name)).map(Some),
+                None => Ok(None),
+            }
+        };
+        let config = json("tokenizer_config.json")?.unwrap_or_default();
+        let generation = json("generation_config.json")?.unwrap_or_default();
         let cfg_path = dir.join("tokenizer_config.json");
 
         let named = |key: &str| -> Result<Option<(String, u32)>> {
@@ -169,28 +197,24 @@ impl LlmTokenizer {
             Some(t) => template_from_config(t).map_err(|e| Error::model(&cfg_path, e))?,
             None => None,
         };
-        let chat_template =
-            match chat_template {
-                Some(t) => Some(t),
-                None => {
-                    let jinja = dir.join("chat_template.jinja");
-                    if jinja.is_file() {
-                        Some(std::fs::read_to_string(&jinja).map_err(|e| {
-                            Error::io(format!("cannot read {}", jinja.display()), e)
-                        })?)
-                    } else {
-                        match read_json(&dir.join("chat_template.json"))? {
-                            Some(j) => j
-                                .get("chat_template")
-                                .map(template_from_config)
-                                .transpose()
-                                .map_err(|e| Error::model(dir.join("chat_template.json"), e))?
-                                .flatten(),
-                            None => None,
-                        }
+        let chat_template = match chat_template {
+            Some(t) => Some(t),
+            None => {
+                if let Some(jinja) = read("chat_template.jinja")? {
+                    Some(jinja)
+                } else {
+                    match json("chat_template.json")? {
+                        Some(j) => j
+                            .get("chat_template")
+                            .map(template_from_config)
+                            .transpose()
+                            .map_err(|e| Error::model(dir.join("chat_template.json"), e))?
+                            .flatten(),
+                        None => None,
                     }
                 }
-            };
+            }
+        };
         let stop_ids = stop_ids(&tokenizer, eos.1, &gen_eos);
         Ok(Self {
             tokenizer,
@@ -337,14 +361,12 @@ fn template_from_config(v: &serde_json::Value) -> std::result::Result<Option<Str
     }
 }
 
-fn read_json(path: &Path) -> Result<Option<serde_json::Map<String, serde_json::Value>>> {
-    if !path.is_file() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-    match serde_json::from_str(&text) {
-        Ok(serde_json::Value::Object(m)) => Ok(Some(m)),
+fn parse_json_object(
+    text: &str,
+    path: &Path,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    match serde_json::from_str(text) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
         Ok(_) => Err(Error::model(path, "not a JSON object")),
         Err(e) => Err(Error::model(path, format!("invalid JSON: {e}"))),
     }

@@ -85,6 +85,11 @@ impl TiktokenSpec {
 pub fn read_ranks(path: &Path) -> Result<Vec<(Vec<u8>, u32)>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    parse_ranks(&text, path)
+}
+
+/// [`read_ranks`] on a rank file already read; `path` is only used in error messages.
+pub fn parse_ranks(text: &str, path: &Path) -> Result<Vec<(Vec<u8>, u32)>> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut ranks = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -117,7 +122,16 @@ pub fn read_ranks(path: &Path) -> Result<Vec<(Vec<u8>, u32)>> {
 
 /// The byte-level BPE tokenizer of a tiktoken rank file.
 pub fn tokenizer_from_tiktoken(path: &Path, spec: &TiktokenSpec) -> Result<Tokenizer> {
-    let ranks = read_ranks(path)?;
+    tokenizer_from_ranks(&read_ranks(path)?, path, spec)
+}
+
+/// [`tokenizer_from_tiktoken`] on ranks already read ([`parse_ranks`]); `path` is only used
+/// in error messages.
+pub fn tokenizer_from_ranks(
+    ranks: &[(Vec<u8>, u32)],
+    path: &Path,
+    spec: &TiktokenSpec,
+) -> Result<Tokenizer> {
     let by_bytes: HashMap<&[u8], u32> = ranks.iter().map(|(b, r)| (b.as_slice(), *r)).collect();
     if by_bytes.len() != ranks.len() {
         return Err(Error::model(path, "a token appears twice in the rank file"));
@@ -127,7 +141,9 @@ pub fn tokenizer_from_tiktoken(path: &Path, spec: &TiktokenSpec) -> Result<Token
     if seen_ranks.windows(2).any(|w| w[0] == w[1]) {
         return Err(Error::model(path, "two tokens share a rank"));
     }
-    let max_rank = *seen_ranks.last().expect("non-empty");
+    let Some(&max_rank) = seen_ranks.last() else {
+        return Err(Error::model(path, "the rank file is empty"));
+    };
     if let Some((t, id)) = spec.special.iter().find(|(_, id)| *id <= max_rank) {
         return Err(Error::model(
             path,
@@ -183,13 +199,12 @@ pub fn tokenizer_from_tiktoken(path: &Path, spec: &TiktokenSpec) -> Result<Token
     // Specials are added in id order, so each lands on its declared id; checked below.
     let mut special = spec.special.clone();
     special.sort_by_key(|(_, id)| *id);
-    let next = max_rank + 1;
     for (k, (t, id)) in special.iter().enumerate() {
-        if *id != next + k as u32 {
+        let expected = u64::from(max_rank) + 1 + k as u64;
+        if u64::from(*id) != expected {
             return Err(Error::Config(format!(
                 "special token {t} has id {id}; special ids must follow the ranks without gaps \
-                 (expected {})",
-                next + k as u32
+                 (expected {expected})"
             )));
         }
     }

@@ -173,8 +173,11 @@ pub fn parse(buf: &[u8], device: &Device) -> std::result::Result<(Ct2Header, Ten
         let code = if version >= 4 { r.u8()? } else { 0 };
         dtype_of(code)?;
         let nbytes = r.u32()? as usize;
-        let expected = dims.iter().product::<usize>() * element_size(code);
-        if nbytes != expected {
+        let expected = dims
+            .iter()
+            .try_fold(element_size(code), |n, &d| n.checked_mul(d));
+        if expected != Some(nbytes) {
+            let expected = expected.map_or("more than any file can hold".into(), |e| e.to_string());
             return Err(format!(
                 "variable {name}: {nbytes} bytes for shape {dims:?}, expected {expected}"
             ));

@@ -1,10 +1,11 @@
 //! GGUF files: metadata and (quantized) tensors, with errors naming the file.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::gguf_file::{Content, TensorInfo, Value};
 use candle_core::quantized::QTensor;
 use candle_core::Device;
 
@@ -40,27 +41,56 @@ pub struct GgufFile {
     pub content: Content,
 }
 
+/// Read a GGUF header, metadata and tensor infos from `reader` (the tensors are read
+/// lazily); `path` names the file in errors. Every count and length the header claims is
+/// checked against the bytes left in `reader` before anything of that size is allocated
+/// (candle's reader does that); a panic inside candle's reader (e.g. on a
+/// `general.alignment` of 0) is caught and reported as a damaged file.
+pub fn read_content<R: Read + Seek>(reader: &mut R, path: &Path) -> Result<Content> {
+    let read = catch_unwind(AssertUnwindSafe(|| Content::read(reader)));
+    let read = read.map_err(|panic| {
+        Error::model(
+            path,
+            format!(
+                "not a valid GGUF file (its header crashed the reader: {}); re-download or re-convert it",
+                panic_message(panic.as_ref())
+            ),
+        )
+    })?;
+    let content = read.map_err(|e| {
+        let msg = e.to_string();
+        let code = msg.strip_prefix("unknown dtype for tensor ").and_then(|n| {
+            n.chars().take_while(char::is_ascii_digit).collect::<String>().parse::<u32>().ok()
+        });
+        match code {
+            Some(code) => Error::model(
+                path,
+                format!(
+                    "uses quantization type {} (ggml type {code}), which diva does not support; re-quantize to Q4_0, Q4_1, Q8_0, Q4_K or Q6_K",
+                    ggml_type_name(code)
+                ),
+            ),
+            None => Error::model(path, format!("not a valid GGUF file ({msg})")),
+        }
+    })?;
+    Ok(content)
+}
+
+/// The text of a caught panic's payload.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
+
 impl GgufFile {
     /// Read the header and metadata (tensors are read lazily).
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::model(path, format!("cannot open: {e}")))?;
         let mut reader = BufReader::new(file);
-        let content = Content::read(&mut reader).map_err(|e| {
-            let msg = e.to_string();
-            let code = msg.strip_prefix("unknown dtype for tensor ").and_then(|n| {
-                n.chars().take_while(char::is_ascii_digit).collect::<String>().parse::<u32>().ok()
-            });
-            match code {
-                Some(code) => Error::model(
-                    path,
-                    format!(
-                        "uses quantization type {} (ggml type {code}), which diva does not support; re-quantize to Q4_0, Q4_1, Q8_0, Q4_K or Q6_K",
-                        ggml_type_name(code)
-                    ),
-                ),
-                None => Error::model(path, format!("not a valid GGUF file ({msg})")),
-            }
-        })?;
+        let content = read_content(&mut reader, path)?;
         Ok(Self {
             path: path.to_path_buf(),
             content,
@@ -108,11 +138,73 @@ impl GgufFile {
         let file = File::open(&self.path)
             .map_err(|e| Error::model(&self.path, format!("cannot open: {e}")))?;
         let mut reader = BufReader::new(file);
-        self.content.tensor(&mut reader, name, device).map_err(|e| {
+        self.tensor_from(&mut reader, name, device)
+    }
+
+    /// [`GgufFile::tensor`] from `reader`, the file's bytes (e.g. in memory). The tensor's
+    /// shape, type and offset are checked against the bytes `reader` holds before its data
+    /// is allocated: a shape whose element count overflows, or data past the end of the
+    /// file, is an error naming the tensor.
+    pub fn tensor_from<R: Read + Seek>(
+        &self,
+        reader: &mut R,
+        name: &str,
+        device: &Device,
+    ) -> Result<QTensor> {
+        let damaged = |problem: String| {
             Error::model(
                 &self.path,
-                format!("tensor `{name}`: {e} (file truncated or damaged?)"),
+                format!("tensor `{name}`: {problem} (file truncated or damaged?)"),
             )
-        })
+        };
+        if let Some(info) = self.content.tensor_infos.get(name) {
+            let file_len = reader
+                .seek(SeekFrom::End(0))
+                .map_err(|e| damaged(format!("cannot read: {e}")))?;
+            check_tensor_fits(info, self.content.tensor_data_offset, file_len).map_err(damaged)?;
+        }
+        let read = catch_unwind(AssertUnwindSafe(|| {
+            self.content.tensor(reader, name, device)
+        }));
+        match read {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(e)) => Err(damaged(e.to_string())),
+            Err(panic) => Err(damaged(format!(
+                "its data crashed the reader ({})",
+                panic_message(panic.as_ref())
+            ))),
+        }
     }
+}
+
+/// The bytes `info` says its tensor holds, if they fit in a file of `file_len` bytes whose
+/// tensor data starts at `data_offset`; else what is wrong.
+fn check_tensor_fits(
+    info: &TensorInfo,
+    data_offset: u64,
+    file_len: u64,
+) -> std::result::Result<u64, String> {
+    let dims = info.shape.dims();
+    let elems = dims
+        .iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+        .ok_or_else(|| format!("shape {dims:?} has more elements than any file can hold"))?;
+    let block = info.ggml_dtype.block_size() as u64;
+    if block == 0 || !elems.is_multiple_of(block) {
+        return Err(format!(
+            "shape {dims:?} ({elems} elements) is not a whole number of {:?} blocks of {block}",
+            info.ggml_dtype
+        ));
+    }
+    let bytes = (elems / block)
+        .checked_mul(info.ggml_dtype.type_size() as u64)
+        .ok_or_else(|| format!("shape {dims:?} needs more bytes than any file can hold"))?;
+    let start = data_offset.saturating_add(info.offset);
+    let remaining = file_len.saturating_sub(start);
+    if bytes > remaining {
+        return Err(format!(
+            "needs {bytes} bytes at offset {start}, but the file has only {remaining} bytes from there"
+        ));
+    }
+    Ok(bytes)
 }

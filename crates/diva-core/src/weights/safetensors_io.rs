@@ -26,11 +26,32 @@ pub fn load_file(path: &Path, device: &Device) -> Result<TensorMap> {
     })
 }
 
+/// [`load_file`] for a file already in memory; `name` is only used in error messages.
+pub fn load_bytes(bytes: &[u8], name: &Path, device: &Device) -> Result<TensorMap> {
+    if bytes.len() < 8 {
+        return Err(Error::model(
+            name,
+            "file is empty or truncated (no safetensors header)",
+        ));
+    }
+    candle_core::safetensors::load_buffer(bytes, device).map_err(|e| {
+        Error::model(
+            name,
+            format!("not a valid safetensors file ({e}); re-download or re-export it"),
+        )
+    })
+}
+
 /// The shard list of a `*.safetensors.index.json`, in a stable order.
 pub fn shards_from_index(index: &Path) -> Result<Vec<PathBuf>> {
     let text = std::fs::read_to_string(index)
         .map_err(|e| Error::model(index, format!("cannot read: {e}")))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
+    shards_from_index_json(&text, index)
+}
+
+/// [`shards_from_index`] on the index's text; `index` is its path (the shards lie beside it).
+pub fn shards_from_index_json(text: &str, index: &Path) -> Result<Vec<PathBuf>> {
+    let json: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| Error::model(index, format!("invalid JSON: {e}")))?;
     let map = json
         .get("weight_map")

@@ -311,13 +311,38 @@ impl QMatrix {
         out
     }
 
+    /// Rows `o0..o0 + n` dequantized into `out` (`n·d_in` values, row
+    /// after row); the values [`Self::dequantize`] gives.
+    pub fn dequantize_rows(&self, o0: usize, n: usize, out: &mut [f32]) {
+        let out = &mut out[..n * self.d_in];
+        if let Some(k) = &self.k {
+            return k.dequantize_rows(o0, n, out);
+        }
+        let bb = self.ty.block_bytes();
+        let blocks = self.data[o0 * self.row_bytes()..(o0 + n) * self.row_bytes()].chunks_exact(bb);
+        for (blk, o) in blocks.zip(out.chunks_exact_mut(BLOCK)) {
+            let d = f16_at(blk, 0);
+            let q = block_ints(self.ty, blk);
+            if self.ty.has_min() {
+                let m = f16_at(blk, 2);
+                o.iter_mut().zip(q).for_each(|(o, q)| *o = d * q as f32 + m);
+            } else {
+                o.iter_mut().zip(q).for_each(|(o, q)| *o = d * q as f32);
+            }
+        }
+    }
+
+    fn row_bytes(&self) -> usize {
+        self.d_in / self.ty.block_len() * self.ty.block_bytes()
+    }
+
     /// Bytes of the blocks.
     pub fn bytes(&self) -> usize {
         self.d_out * (self.d_in / self.ty.block_len()) * self.ty.block_bytes()
     }
 
     pub(crate) fn row(&self, o: usize) -> &[u8] {
-        let n = self.d_in / BLOCK * self.ty.block_bytes();
+        let n = self.row_bytes();
         &self.data[o * n..(o + 1) * n]
     }
 }
@@ -327,6 +352,8 @@ impl QMatrix {
 trait KRows: Send + Sync {
     fn dot(&self, o: usize, x: &[candle_core::quantized::k_quants::BlockQ8K]) -> f32;
     fn dequantize(&self) -> Vec<f32>;
+    /// Rows `o0..o0 + n` as f32 into `out` (`n·d_in` values).
+    fn dequantize_rows(&self, o0: usize, n: usize, out: &mut [f32]);
 }
 
 struct KStore<T> {
@@ -367,6 +394,14 @@ where
         let mut out = vec![0f32; self.blocks.len() * T::BLCK_SIZE];
         T::to_float(&self.blocks, &mut out);
         out
+    }
+
+    fn dequantize_rows(&self, o0: usize, n: usize, out: &mut [f32]) {
+        let per = self.d_in / T::BLCK_SIZE;
+        T::to_float(
+            &self.blocks[o0 * per..(o0 + n) * per],
+            &mut out[..n * self.d_in],
+        );
     }
 }
 

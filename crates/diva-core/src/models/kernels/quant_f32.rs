@@ -10,12 +10,18 @@
 //! read instead of 32, which is what bounds a decode step and a short
 //! prefill (a spoken turn's ~40 rows) on the dense path.
 //!
-//! The sum is the same on every ISA: a (weight row, x row) pair has 16
-//! f32 lanes, lane `j` accumulating, block after block, element `j` then
-//! element `16 + j` of the block with one FMA each; the lanes are reduced
-//! in a fixed tree at the end. AVX-512 holds the 16 lanes in one register,
-//! AVX2 in two, the portable path in an array with `mul_add`. A row's
-//! result does not depend on how many rows are multiplied with it.
+//! Below [`PANEL_MIN_ROWS`] rows (decode, batched decode, a short turn) the
+//! blocks are expanded in registers and the sum is the same on every ISA: a
+//! (weight row, x row) pair has 16 f32 lanes, lane `j` accumulating, block
+//! after block, element `j` then element `16 + j` of the block with one FMA
+//! each; the lanes are reduced in a fixed tree at the end. AVX-512 holds
+//! the 16 lanes in one register, AVX2 in two, the portable path in an array
+//! with `mul_add`; a row's result does not depend on how many rows (below
+//! the threshold) are multiplied with it. From [`PANEL_MIN_ROWS`] rows on
+//! (a prompt), the expansion would be redone for every tile of x rows, so
+//! instead each task expands a panel of [`PANEL`] weight rows once into an
+//! f32 scratch buffer and multiplies all rows with it on the `gemm` crate's
+//! f32 kernel: the dense path's arithmetic, without its 4 bytes a weight.
 
 use rayon::prelude::*;
 
@@ -27,6 +33,28 @@ const CHUNK: usize = 16;
 
 /// x rows per tile (one expansion of a weight block serves them all).
 const TILE_ROWS: usize = 8;
+
+/// From this many x rows on, panels of expanded weights and `gemm`.
+pub const PANEL_MIN_ROWS: usize = 16;
+
+/// Weight rows per expanded panel (and parallel task) of the prompt path.
+pub const PANEL: usize = 32;
+
+thread_local! {
+    /// A task's expanded panel, reused across products.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `y`'s base pointer, shared by tasks that write disjoint columns.
+struct Out(*mut f32);
+// SAFETY: each task writes only its own panel's columns of `y`, which
+// outlives the parallel loop.
+unsafe impl Sync for Out {}
+impl Out {
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
 
 /// The ISAs this kernel runs on this CPU, narrowest first: the SIMD paths
 /// also need F16C (the blocks' scales are f16).
@@ -56,15 +84,24 @@ pub fn matmul_t(x: &[f32], rows: usize, w: &QMatrix) -> Vec<f32> {
     matmul_t_on(*available().last().unwrap_or(&Isa::Portable), x, rows, w)
 }
 
-/// [`matmul_t`] on a given ISA; panics if the CPU lacks it or `w` is not
-/// a type of [`supports`].
+/// [`matmul_t`] on a given ISA; panics if the CPU lacks it, or for fewer
+/// than [`PANEL_MIN_ROWS`] rows if `w` is not a type of [`supports`] (the
+/// panel path takes every type: K-quants expand through candle's
+/// `to_float`).
 pub fn matmul_t_on(isa: Isa, x: &[f32], rows: usize, w: &QMatrix) -> Vec<f32> {
     assert!(
         available().contains(&isa),
         "quant_f32: this CPU has no {isa:?}"
     );
-    assert!(supports(w.ty), "quant_f32: {:?} blocks", w.ty);
     assert_eq!(x.len(), rows * w.d_in, "quant_f32: x is not [rows, d_in]");
+    if rows >= PANEL_MIN_ROWS {
+        return panels(isa, x, rows, w);
+    }
+    assert!(
+        supports(w.ty),
+        "quant_f32: {:?} blocks below {PANEL_MIN_ROWS} rows",
+        w.ty
+    );
     let mut yt = vec![0f32; w.d_out * rows];
     yt.par_chunks_mut(CHUNK * rows)
         .enumerate()
@@ -94,6 +131,61 @@ pub fn matmul_t_on(isa: Isa, x: &[f32], rows: usize, w: &QMatrix) -> Vec<f32> {
     y
 }
 
+/// The prompt path: per task, [`PANEL`] weight rows expanded into f32 and
+/// multiplied with every x row by `gemm` (one thread each; the tasks are
+/// the parallelism).
+fn panels(isa: Isa, x: &[f32], rows: usize, w: &QMatrix) -> Vec<f32> {
+    let (d_out, d_in) = (w.d_out, w.d_in);
+    let mut y = vec![0f32; rows * d_out];
+    let out = Out(y.as_mut_ptr());
+    (0..d_out.div_ceil(PANEL)).into_par_iter().for_each(|p| {
+        let o0 = p * PANEL;
+        let n = PANEL.min(d_out - o0);
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            s.resize(n * d_in, 0.0);
+            match isa {
+                _ if !supports(w.ty) => w.dequantize_rows(o0, n, &mut s),
+                Isa::Portable => portable::expand(w, o0, n, &mut s),
+                // SAFETY: `available` found AVX2, FMA and F16C (asserted by
+                // the caller); rows `o0..o0 + n` exist; `s` holds `n·d_in`.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => unsafe { x86::expand_avx2(w, o0, n, &mut s) },
+                // SAFETY: as above, with AVX-512F.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => unsafe { x86::expand_avx512(w, o0, n, &mut s) },
+            }
+            // SAFETY: dst is `y`'s columns `o0..o0 + n` (row stride d_out),
+            // written by this task only; lhs is `x` `[rows, d_in]`; rhs is
+            // the panel `[n, d_in]` read as its transpose `[d_in, n]`.
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    n,
+                    d_in,
+                    out.get().add(o0),
+                    1,
+                    d_out as isize,
+                    false,
+                    x.as_ptr(),
+                    1,
+                    d_in as isize,
+                    s.as_ptr(),
+                    d_in as isize,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                )
+            }
+        });
+    });
+    y
+}
+
 /// The tree the 16 lanes are summed in, on every ISA: `l[i] + l[i + 8]`,
 /// then `+ 4`, `+ 2`, `+ 1`.
 #[inline(always)]
@@ -105,11 +197,12 @@ fn reduce16(l: &[f32; 16]) -> f32 {
 }
 
 /// The bound the tests hold this kernel to against the exact (f64) product
-/// of the dequantized weights: each lane adds `2·blocks` products in
-/// sequence and the tree four more sums, each rounding by at most `2⁻²⁴`
-/// of the running magnitude, itself at most `Σ|w·x|`.
+/// of the dequantized weights: at most `d_in + 4` roundings in sequence (a
+/// lane adds `2·blocks` products and the tree four sums; `gemm` at most
+/// `d_in`), each by at most `2⁻²⁴` of the running magnitude, itself at most
+/// `Σ|w·x|`.
 pub fn error_bound(abs_products: f64, d_in: usize) -> f64 {
-    let depth = (2 * (d_in / BLOCK) + 4) as f64;
+    let depth = (d_in + 4) as f64;
     1.01 * depth * f32::EPSILON as f64 / 2.0 * abs_products + 1e-30
 }
 
@@ -145,6 +238,20 @@ mod portable {
                 })
             }
             _ => unreachable!("quant_f32: {ty:?}"),
+        }
+    }
+
+    /// Weight rows `o0..o0 + n` as f32, row after row, into `out`.
+    pub fn expand(w: &QMatrix, o0: usize, n: usize, out: &mut [f32]) {
+        let bb = w.ty.block_bytes();
+        for (i, orow) in out.chunks_exact_mut(w.d_in).take(n).enumerate() {
+            for (blk, o) in w
+                .row(o0 + i)
+                .chunks_exact(bb)
+                .zip(orow.chunks_exact_mut(BLOCK))
+            {
+                o.copy_from_slice(&block_values(w.ty, blk));
+            }
         }
     }
 
@@ -214,6 +321,8 @@ mod x86 {
         /// The block at `p` of type `T`.
         unsafe fn expand<const T: u8>(p: *const u8) -> (Self, Self);
         unsafe fn lanes(self) -> [f32; 16];
+        /// 16 f32 to `p`.
+        unsafe fn store(self, p: *mut f32);
     }
 
     #[derive(Clone, Copy)]
@@ -288,6 +397,10 @@ mod x86 {
         #[inline(always)]
         unsafe fn lanes(self) -> [f32; 16] {
             std::mem::transmute::<__m512, [f32; 16]>(self.0)
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            _mm512_storeu_ps(p, self.0)
         }
     }
 
@@ -376,6 +489,11 @@ mod x86 {
         #[inline(always)]
         unsafe fn lanes(self) -> [f32; 16] {
             std::mem::transmute::<[__m256; 2], [f32; 16]>([self.0, self.1])
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            _mm256_storeu_ps(p, self.0);
+            _mm256_storeu_ps(p.add(8), self.1)
         }
     }
 
@@ -517,6 +635,47 @@ mod x86 {
         }
     }
 
+    /// Rows `o0..o0 + n` of `w` as f32 into `out` (`n·d_in`).
+    #[inline(always)]
+    unsafe fn expand<L: Lanes, const T: u8>(w: &QMatrix, o0: usize, n: usize, out: &mut [f32]) {
+        let (bb, nb) = (w.ty.block_bytes(), w.d_in / BLOCK);
+        let src = w.row(o0).as_ptr();
+        let dst = out.as_mut_ptr();
+        for b in 0..n * nb {
+            let (lo, hi) = L::expand::<T>(src.add(b * bb));
+            lo.store(dst.add(b * BLOCK));
+            hi.store(dst.add(b * BLOCK + 16));
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn expand_by_type<L: Lanes>(w: &QMatrix, o0: usize, n: usize, out: &mut [f32]) {
+        match code(w.ty) {
+            Q4_0 => expand::<L, Q4_0>(w, o0, n, out),
+            Q4_1 => expand::<L, Q4_1>(w, o0, n, out),
+            Q5_0 => expand::<L, Q5_0>(w, o0, n, out),
+            Q5_1 => expand::<L, Q5_1>(w, o0, n, out),
+            _ => expand::<L, Q8_0>(w, o0, n, out),
+        }
+    }
+
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C; rows `o0..o0 + n` exist; `out`
+    /// holds `n·w.d_in` values.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn expand_avx2(w: &QMatrix, o0: usize, n: usize, out: &mut [f32]) {
+        assert!(out.len() >= n * w.d_in);
+        expand_by_type::<Y>(w, o0, n, out)
+    }
+
+    /// # Safety
+    /// As [`expand_avx2`], and the CPU has AVX-512F.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    pub unsafe fn expand_avx512(w: &QMatrix, o0: usize, n: usize, out: &mut [f32]) {
+        assert!(out.len() >= n * w.d_in);
+        expand_by_type::<Z>(w, o0, n, out)
+    }
+
     /// # Safety
     /// The CPU has AVX2, FMA and F16C; `w` is a 32-value block type; `x`
     /// is `[rows, w.d_in]`; rows `o0..o0 + n_out` exist; `out` is
@@ -602,7 +761,7 @@ mod tests {
         for ty in TYPES {
             let w = random_blocks(ty, d_out, d_in, 3);
             let deq = w.dequantize();
-            for rows in [1usize, 2, 3, 8, 9, 17] {
+            for rows in [1usize, 2, 3, 8, 9, 15, PANEL_MIN_ROWS, 33] {
                 let x: Vec<f32> = (0..rows * d_in)
                     .map(|i| rng.random_range(-1.0..1.0f32) * if i % 29 == 0 { 40.0 } else { 1.0 })
                     .collect();
@@ -624,16 +783,19 @@ mod tests {
                             );
                         }
                     }
-                    // Row r alone gives the bits it gets among `rows`.
+                    // Below the panel path, row r alone gives the bits it
+                    // gets among `rows`.
                     let alone = matmul_t_on(isa, &x[(rows - 1) * d_in..], 1, &w);
-                    assert_eq!(
-                        alone.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                        y[(rows - 1) * d_out..]
-                            .iter()
-                            .map(|v| v.to_bits())
-                            .collect::<Vec<_>>(),
-                        "{ty:?} {isa:?}: a row's result depends on its batch"
-                    );
+                    if rows < PANEL_MIN_ROWS {
+                        assert_eq!(
+                            alone.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                            y[(rows - 1) * d_out..]
+                                .iter()
+                                .map(|v| v.to_bits())
+                                .collect::<Vec<_>>(),
+                            "{ty:?} {isa:?}: a row's result depends on its batch"
+                        );
+                    }
                     match &first {
                         None => first = Some(y),
                         Some(f) => assert_eq!(
@@ -642,6 +804,40 @@ mod tests {
                             "{ty:?} {isa:?} differs from {:?}",
                             available()[0]
                         ),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_panel_path_runs_k_quants_within_f32_rounding() {
+        let (d_out, d_in, rows) = (40, 512, PANEL_MIN_ROWS + 3);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let wf: Vec<f32> = (0..d_out * d_in)
+            .map(|_| rng.random_range(-1.0..1.0f32))
+            .collect();
+        let x: Vec<f32> = (0..rows * d_in)
+            .map(|_| rng.random_range(-1.0..1.0f32))
+            .collect();
+        for ty in [QType::Q2K, QType::Q3K, QType::Q4K, QType::Q5K, QType::Q6K] {
+            let w = QMatrix::quantize(ty, &wf, d_out, d_in).expect("quantize");
+            let deq = w.dequantize();
+            for &isa in available() {
+                let y = matmul_t_on(isa, &x, rows, &w);
+                for r in 0..rows {
+                    for o in 0..d_out {
+                        let (mut exact, mut abs) = (0f64, 0f64);
+                        for i in 0..d_in {
+                            let p = deq[o * d_in + i] as f64 * x[r * d_in + i] as f64;
+                            exact += p;
+                            abs += p.abs();
+                        }
+                        let got = y[r * d_out + o] as f64;
+                        assert!(
+                            (got - exact).abs() <= error_bound(abs, d_in),
+                            "{ty:?} {isa:?} ({r}, {o}): {got} vs {exact}"
+                        );
                     }
                 }
             }

@@ -41,9 +41,14 @@ impl Proj {
                     candle_core::bail!("{weight:?}: input rows of {d_in}");
                 }
                 let x = x2.flatten_all()?.to_vec1::<f32>()?;
+                // A prompt's rows go through f32 panels whatever the mode:
+                // faster than the integer kernels from this many rows on
+                // (`kernels::quant_f32`), and exact.
                 let y = match acts {
-                    BlockActs::Int8 => quant::matmul_t(&x, rows, weight),
-                    BlockActs::F32 => quant_f32::matmul_t(&x, rows, weight),
+                    BlockActs::Int8 if rows < quant_f32::PANEL_MIN_ROWS => {
+                        quant::matmul_t(&x, rows, weight)
+                    }
+                    _ => quant_f32::matmul_t(&x, rows, weight),
                 };
                 Tensor::from_vec(y, (rows, weight.d_out), x2.device())
             }),
@@ -58,7 +63,8 @@ impl Proj {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockActs {
     /// Activations quantized per block to 8 bits, integer dot products
-    /// (llama.cpp's arithmetic).
+    /// (llama.cpp's arithmetic), below `quant_f32::PANEL_MIN_ROWS` rows;
+    /// a prompt's rows take the f32 panels.
     Int8,
     /// f32 activations, the blocks expanded to f32 (the dense product
     /// within f32 rounding).
