@@ -40,6 +40,17 @@ pub struct Prepared {
     pub include_usage: bool,
 }
 
+/// A `POST /v1/chat/completions` body → the request; malformed JSON (or JSON nested
+/// deeper than serde_json's limit of 128) is a 400 naming the problem.
+pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            format!("the body is not a chat-completions request: {e}"),
+            None,
+        )
+    })
+}
+
 /// Parse and check `req` (audio is decoded here, so call it off the async
 /// executor).
 pub fn prepare(req: ChatRequest, sources: &AudioSources) -> Result<Prepared, ApiError> {

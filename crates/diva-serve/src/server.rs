@@ -22,7 +22,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
-use crate::api::{ApiError, ChatRequest};
+use crate::api::ApiError;
 use crate::prepare::prepare;
 use crate::worker::{self, Event, Job, Work};
 
@@ -531,12 +531,12 @@ async fn transcriptions(
 }
 
 fn multipart_error(
-    s: &AppState,
+    max_body_bytes: usize,
     e: axum::extract::multipart::MultipartError,
     what: &str,
 ) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::too_large(s.opts.max_body_bytes)
+        ApiError::too_large(max_body_bytes)
     } else {
         ApiError::bad_request(
             format!("malformed multipart body ({what}): {e}"),
@@ -545,21 +545,31 @@ fn multipart_error(
     }
 }
 
-async fn transcriptions_inner(
-    s: &Arc<AppState>,
-    headers: &HeaderMap,
-    form: Result<Multipart, MultipartRejection>,
-) -> Result<Response, ApiError> {
-    authorized(s, headers)?;
-    let mut form = form.map_err(|e| {
-        ApiError::bad_request(format!("expected a multipart/form-data body: {e}"), None)
-    })?;
-    let permit = admit(s)?;
+/// The fields of a `POST /v1/audio/transcriptions` form that diva reads.
+#[derive(Debug)]
+pub struct TranscriptionForm {
+    /// The `file` field's bytes.
+    pub file: Bytes,
+    /// Its file name, when the client sent one.
+    pub name: Option<String>,
+    /// `response_format` (default `json`), one of json, text, srt, vtt, verbose_json.
+    pub format: String,
+    /// `language`, when sent.
+    pub language: Option<String>,
+}
+
+/// Read a transcription form: the `file`, `response_format` and `language` fields (others
+/// are accepted and ignored). A malformed body, a form without `file` or an unknown
+/// `response_format` is a 400 naming the problem; a body over `max_body_bytes` a 413.
+pub async fn read_transcription_form(
+    mut form: Multipart,
+    max_body_bytes: usize,
+) -> Result<TranscriptionForm, ApiError> {
     let (mut file, mut name, mut format, mut language) = (None, None, String::from("json"), None);
     while let Some(field) = form
         .next_field()
         .await
-        .map_err(|e| multipart_error(s, e, "fields"))?
+        .map_err(|e| multipart_error(max_body_bytes, e, "fields"))?
     {
         let field_name = field.name().unwrap_or("").to_string();
         match field_name.as_str() {
@@ -569,7 +579,7 @@ async fn transcriptions_inner(
                     field
                         .bytes()
                         .await
-                        .map_err(|e| multipart_error(s, e, "file"))?,
+                        .map_err(|e| multipart_error(max_body_bytes, e, "file"))?,
                 );
             }
             "response_format" => format = field.text().await.unwrap_or_default(),
@@ -587,6 +597,42 @@ async fn transcriptions_inner(
             Some("response_format"),
         ));
     }
+    Ok(TranscriptionForm {
+        file,
+        name,
+        format,
+        language,
+    })
+}
+
+/// An uploaded file → 16 kHz PCM, its format guessed from the extension of `name` (the
+/// form's file name); errors are 400s naming the file.
+pub fn upload_pcm(file: Vec<u8>, name: Option<&str>) -> Result<Vec<f32>, ApiError> {
+    let label = name.unwrap_or("file");
+    let ext = name
+        .and_then(|n| std::path::Path::new(n).extension())
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    diva_core::audio::load_pcm_16k_bytes(file, ext.as_deref(), std::path::Path::new(label))
+        .map_err(|e| ApiError::bad_request(format!("{e}"), Some("file")))
+}
+
+async fn transcriptions_inner(
+    s: &Arc<AppState>,
+    headers: &HeaderMap,
+    form: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    authorized(s, headers)?;
+    let form = form.map_err(|e| {
+        ApiError::bad_request(format!("expected a multipart/form-data body: {e}"), None)
+    })?;
+    let permit = admit(s)?;
+    let TranscriptionForm {
+        file,
+        name,
+        format,
+        language,
+    } = read_transcription_form(form, s.opts.max_body_bytes).await?;
     if let Some(l) = language.as_deref().filter(|l| !l.is_empty() && *l != "en") {
         let why = if s.english_only() {
             "the loaded Whisper is English-only (start the server with --whisper base for others)"
@@ -598,22 +644,9 @@ async fn transcriptions_inner(
             Some("language"),
         ));
     }
-    let label = name.clone().unwrap_or_else(|| "file".into());
-    let ext = name
-        .as_deref()
-        .and_then(|n| std::path::Path::new(n).extension())
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    let pcm = tokio::task::spawn_blocking(move || {
-        diva_core::audio::load_pcm_16k_bytes(
-            file.to_vec(),
-            ext.as_deref(),
-            std::path::Path::new(&label),
-        )
-        .map_err(|e| ApiError::bad_request(format!("{e}"), Some("file")))
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("audio decoding failed: {e}")))??;
+    let pcm = tokio::task::spawn_blocking(move || upload_pcm(file.to_vec(), name.as_deref()))
+        .await
+        .map_err(|e| ApiError::internal(format!("audio decoding failed: {e}")))??;
     if pcm.is_empty() {
         return Err(ApiError::bad_request(
             "the audio has no samples",
@@ -708,12 +741,7 @@ async fn chat_inner(
     let permit = admit(s)?;
     let state = s.clone();
     let (request, system) = tokio::task::spawn_blocking(move || {
-        let req: ChatRequest = serde_json::from_slice(&body).map_err(|e| {
-            ApiError::bad_request(
-                format!("the body is not a chat-completions request: {e}"),
-                None,
-            )
-        })?;
+        let req = crate::prepare::parse_chat_request(&body)?;
         let system = state.system_index(req.model.as_deref());
         Ok::<_, ApiError>((prepare(req, &state.opts.audio_sources)?, system))
     })

@@ -176,12 +176,17 @@ impl TrainConfig {
 
     /// A preset with a TOML file's fields on top.
     pub fn load(preset: &str, file: Option<&Path>) -> Result<Self> {
-        let base = Self::preset(preset)?;
         let Some(file) = file else {
-            return Ok(base);
+            return Self::preset(preset);
         };
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read config {}", file.display()))?;
+        Self::from_toml(preset, &text, file)
+    }
+
+    /// [`TrainConfig::load`] on a TOML file's text; `file` is only used in error messages.
+    pub fn from_toml(preset: &str, text: &str, file: &Path) -> Result<Self> {
+        let base = Self::preset(preset)?;
         let overlay: toml::Table = text
             .parse()
             .with_context(|| format!("{} is not valid TOML", file.display()))?;

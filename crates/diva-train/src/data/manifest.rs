@@ -148,6 +148,12 @@ pub fn read_manifest_lines(path: impl AsRef<Path>) -> Result<ManifestLines> {
     let path = path.as_ref();
     let content = std::fs::read_to_string(path)
         .with_context(|| format!("reading manifest {}", path.display()))?;
+    Ok(parse_manifest_lines(&content, path))
+}
+
+/// [`read_manifest_lines`] on a manifest's text; `path` locates rejected lines and is the
+/// base of relative audio paths.
+pub fn parse_manifest_lines(content: &str, path: &Path) -> ManifestLines {
     let dir = manifest_dir(path);
     let mut items = Vec::new();
     let mut skipped = Vec::new();
@@ -182,10 +188,10 @@ pub fn read_manifest_lines(path: impl AsRef<Path>) -> Result<ManifestLines> {
             }
         }
     }
-    Ok(ManifestLines {
+    ManifestLines {
         items,
         bad: skipped,
-    })
+    }
 }
 
 /// Writes a JSONL manifest atomically (temp file in the same directory, then
