@@ -189,6 +189,10 @@ fn check_tensor_fits(
         .iter()
         .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
         .ok_or_else(|| format!("shape {dims:?} has more elements than any file can hold"))?;
+    if elems == 0 {
+        // candle's reader views an empty buffer as blocks, which is undefined behaviour.
+        return Err(format!("shape {dims:?} has no elements"));
+    }
     let block = info.ggml_dtype.block_size() as u64;
     if block == 0 || !elems.is_multiple_of(block) {
         return Err(format!(
