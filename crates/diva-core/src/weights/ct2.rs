@@ -170,6 +170,17 @@ pub fn parse(buf: &[u8], device: &Device) -> std::result::Result<(Ct2Header, Ten
         let dims: Vec<usize> = (0..rank)
             .map(|_| r.u32().map(|d| d as usize))
             .collect::<std::result::Result<_, _>>()?;
+        // candle's strides multiply every dimension but the first, even in an empty
+        // tensor: their product must fit too.
+        if dims
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d.max(1)))
+            .is_none()
+        {
+            return Err(format!(
+                "variable {name}: shape {dims:?} is larger than any file can hold"
+            ));
+        }
         let code = if version >= 4 { r.u8()? } else { 0 };
         dtype_of(code)?;
         let nbytes = r.u32()? as usize;
