@@ -136,8 +136,22 @@ impl LlmTokenizer {
         read: impl Fn(&str) -> Result<Option<String>>,
     ) -> Result<Self> {
         let tj = dir.join("tokenizer.json");
-        let tokenizer = tokenizers::Tokenizer::from_bytes(tokenizer_json)
-            .map_err(|e| Error::model(&tj, format!("not a valid tokenizer.json: {e}")))?;
+        // tokenizers panics on some malformed files (an `expect` in its decoder's
+        // deserializer): that is a bad file too, not a crash.
+        let parsed = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(tokenizer_json))
+            .map_err(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Error::model(
+                    &tj,
+                    format!("not a valid tokenizer.json (it crashed the parser: {what}); re-download it"),
+                )
+            })?;
+        let tokenizer =
+            parsed.map_err(|e| Error::model(&tj, format!("not a valid tokenizer.json: {e}")))?;
         let json = |name: &str| -> Result<Option<serde_json::Map<String, serde_json::Value>>> {
             match read(name)? {
                 Some(text) => parse_json_object(&text, &dir.join(name)).map(Some),
