@@ -40,6 +40,8 @@
 //! output frame `m` lands exactly on input time `m * from / to`. The unit tests below
 //! pin this behaviour so that a rubato upgrade that changes its indexing fails loudly.
 
+use std::sync::{Arc, Mutex};
+
 use rubato::sinc_interpolator::SincInterpolator;
 use rubato::{calculate_cutoff, Resampler, SincFixedIn, SincInterpolationType, WindowFunction};
 
@@ -79,7 +81,7 @@ pub fn resample(samples: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>> {
         return Ok(Vec::new());
     }
 
-    let kernel = AlignedSinc::new(ratio);
+    let kernel = AlignedSinc::cached(ratio);
     let sinc_len = kernel.len();
     // rubato only emits outputs that are at least `sinc_len + 1/ratio` frames away from the
     // end of the chunk, so chunks must be comfortably longer than the kernel.
@@ -153,13 +155,47 @@ fn output_len(len: usize, from_hz: u32, to_hz: u32) -> usize {
 /// where `buf[2*len + j]` holds input frame `j`. Phase `s` at `index` therefore has to
 /// produce the band-limited signal at input time `index - 2*len + s/OVERSAMPLING + SHIFT`
 /// with `SHIFT = len/2 - 1/ratio`, which makes output frame `m` land on `m / ratio`.
+#[derive(Clone)]
 struct AlignedSinc {
     /// `sincs[s][p]`: the weight of `wave[index + p]` for phase `s`.
-    sincs: Vec<Vec<f32>>,
+    sincs: Arc<Vec<Vec<f32>>>,
     len: usize,
 }
 
+/// Kernels kept for reuse (most recently used first): building one costs far more than
+/// resampling a short clip (~10 ms for 44.1 kHz → 16 kHz), and uploads come at a few rates.
+const CACHED_KERNELS: usize = 8;
+/// Kernels larger than this many weights (extreme conversion factors) are rebuilt each time.
+const MAX_CACHED_KERNEL_FLOATS: usize = 1 << 20;
+
+static KERNELS: Mutex<Vec<(u64, AlignedSinc)>> = Mutex::new(Vec::new());
+
 impl AlignedSinc {
+    /// The kernel for `ratio`, from the cache when it is there.
+    fn cached(ratio: f64) -> Self {
+        let key = ratio.to_bits();
+        let mut cache = KERNELS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(i) = cache.iter().position(|(k, _)| *k == key) {
+            let hit = cache.remove(i);
+            let kernel = hit.1.clone();
+            cache.insert(0, hit);
+            return kernel;
+        }
+        drop(cache);
+        let kernel = Self::new(ratio);
+        if kernel.len * OVERSAMPLING <= MAX_CACHED_KERNEL_FLOATS {
+            let mut cache = KERNELS
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            cache.retain(|(k, _)| *k != key);
+            cache.insert(0, (key, kernel.clone()));
+            cache.truncate(CACHED_KERNELS);
+        }
+        kernel
+    }
+
     fn new(ratio: f64) -> Self {
         let low = ratio.min(1.0);
         // Cut-off in cycles per input sample × 2 (1.0 = input Nyquist).
@@ -192,7 +228,10 @@ impl AlignedSinc {
                 taps.into_iter().map(|w| w as f32).collect()
             })
             .collect();
-        AlignedSinc { sincs, len }
+        AlignedSinc {
+            sincs: Arc::new(sincs),
+            len,
+        }
     }
 }
 
