@@ -407,3 +407,42 @@ fn show_teacher_with_the_true_transcript_prints_teacher_and_cascade() {
         text(&o.stderr)
     );
 }
+
+#[test]
+fn audio_ctx_names_the_window_and_bad_values_are_refused() {
+    let q = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/audio/demo/dog-eats-grass.wav")
+        .display()
+        .to_string();
+    let reply = |ctx: &str| {
+        let o = run(&[
+            "-q",
+            "chat",
+            "--audio",
+            &q,
+            "--json",
+            "--max-tokens",
+            "6",
+            "--audio-ctx",
+            ctx,
+        ]);
+        assert!(o.status.success(), "--audio-ctx {ctx}: {}", text(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        v["reply"].as_str().expect("reply").to_string()
+    };
+    // 1500 frames is the 30 s window itself: the same greedy reply, bit for bit.
+    let full = reply("full");
+    assert!(!full.is_empty());
+    assert_eq!(reply("1500"), full);
+    // A window that fits the 2.4 s question (3 s, 150 frames) still answers.
+    assert!(!reply("fit").trim().is_empty());
+    for bad in ["0", "1501", "ten"] {
+        let o = run(&["chat", "--audio", &q, "--audio-ctx", bad]);
+        assert!(!o.status.success(), "--audio-ctx {bad} was accepted");
+        let err = text(&o.stderr);
+        assert!(
+            err.contains("--audio-ctx") && err.contains("from 1 to 1500"),
+            "{bad}: {err}"
+        );
+    }
+}

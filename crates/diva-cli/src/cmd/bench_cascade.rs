@@ -34,6 +34,7 @@ pub struct CascadeArgs {
     pub peer_beam_size: usize,
     pub llm_weights: LlmWeightsArg,
     pub device: String,
+    pub audio_ctx: diva_core::audio::AudioCtx,
 }
 
 /// The two clips, from the repository's fixtures: a spoken question padded
@@ -133,6 +134,7 @@ pub fn run(a: CascadeArgs) -> Result<std::process::ExitCode> {
         },
         dtype: Precision::F32,
         llm_weights: a.llm_weights,
+        audio_ctx: a.audio_ctx,
     };
     let opts = super::chat::options(&margs, false, None)?;
     if opts.llm.extension().and_then(|e| e.to_str()) != Some("gguf") {
@@ -295,6 +297,7 @@ pub fn run(a: CascadeArgs) -> Result<std::process::ExitCode> {
     let report = json!({
         "model": model, "whisper": opts.whisper, "llm": opts.llm,
         "llm_weights": format!("{:?}", opts.llm_weights),
+        "audio_ctx": a.audio_ctx.to_string(),
         "num_queries": s.num_queries(), "cached_prefix_tokens": s.prefix_tokens(),
         "threads": threads, "rounds": a.repeat, "clips": rows, "cascade": peer_meta,
         "peak_rss_mib": peak_rss_mib(),

@@ -70,6 +70,15 @@ pub struct ChatArgs {
     /// (default: the reference venv).
     #[arg(long, requires = "against")]
     python: Option<PathBuf>,
+    /// With --against: diva's encoder window, as `diva chat --audio-ctx`
+    /// (`full`, `fit` or encoder frames).
+    #[arg(
+        long,
+        requires = "against",
+        default_value = "full",
+        value_name = "full|fit|FRAMES"
+    )]
+    audio_ctx: diva_core::audio::AudioCtx,
 }
 
 /// A peer of `diva bench chat`.
@@ -89,6 +98,7 @@ pub fn run(a: ChatArgs) -> Result<std::process::ExitCode> {
             peer_beam_size: a.peer_beam_size,
             llm_weights: a.llm_weights,
             device: a.on.device,
+            audio_ctx: a.audio_ctx,
         });
     }
     let cfg = TrainConfig::preset(&a.preset)?;

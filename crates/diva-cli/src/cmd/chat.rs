@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Result;
+use diva_core::audio::AudioCtx;
 use diva_core::generate::{
     Assistant, AssistantOptions, ConnectorSource, Conversation, Reply, SamplingParams,
 };
@@ -61,6 +62,13 @@ pub struct ModelArgs {
     pub dtype: Precision,
     #[command(flatten)]
     pub llm_weights: crate::common::LlmWeightsArg,
+    /// The Whisper encoder's window for the spoken input, whisper.cpp's
+    /// `audio_ctx`: `full` (30 s, as trained), `fit` (the clip rounded up to
+    /// whole seconds), or encoder frames (20 ms each; 500 = 10 s; audio past
+    /// the window is cut). A shorter window answers sooner and changes what
+    /// the connector sees (docs/benchmarks.md has the cost).
+    #[arg(long, default_value = "full", value_name = "full|fit|FRAMES")]
+    pub audio_ctx: AudioCtx,
 }
 
 #[derive(clap::Args)]
@@ -228,6 +236,7 @@ pub fn options(
         dtype: a.dtype.into(),
         device,
         llm_weights: a.llm_weights.get(),
+        audio_ctx: a.audio_ctx,
     })
 }
 

@@ -189,18 +189,29 @@ fn log_mel_frames(
 /// Log-mel of one 30 s window: `pcm` (16 kHz mono) is padded with zeros or
 /// trimmed to `N_SAMPLES`. Returns `[n_mels × N_FRAMES]` row-major.
 pub fn log_mel(pcm: &[f32], filters: &MelFilters) -> Vec<f32> {
-    let mut audio = vec![0f32; N_SAMPLES];
-    let n = pcm.len().min(N_SAMPLES);
+    log_mel_window(pcm, filters, N_FRAMES)
+}
+
+/// Log-mel of a window of `frames` mel frames (`frames · HOP_LENGTH`
+/// samples; at most [`N_FRAMES`]): `pcm` padded with zeros or trimmed to it,
+/// then OpenAI's recipe as for the 30 s window. [`log_mel`] is this with
+/// `N_FRAMES`; a shorter window is whisper.cpp's `audio_ctx` (see
+/// [`AudioCtx`]). Returns `[n_mels × frames]` row-major.
+pub fn log_mel_window(pcm: &[f32], filters: &MelFilters, frames: usize) -> Vec<f32> {
+    let frames = frames.min(N_FRAMES);
+    let samples = frames * HOP_LENGTH;
+    let mut audio = vec![0f32; samples];
+    let n = pcm.len().min(samples);
     audio[..n].copy_from_slice(&pcm[..n]);
     let padded = reflect_pad(&audio, N_FFT / 2);
 
     // Frames are independent: split them across the available cores.
     let n_mels = filters.n_mels;
-    let mut by_frame = vec![0f32; N_FRAMES * n_mels];
+    let mut by_frame = vec![0f32; frames * n_mels];
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
-    let per = N_FRAMES.div_ceil(threads);
+    let per = frames.div_ceil(threads).max(1);
     std::thread::scope(|s| {
         for (i, chunk) in by_frame.chunks_mut(per * n_mels).enumerate() {
             let padded = &padded;
@@ -210,11 +221,11 @@ pub fn log_mel(pcm: &[f32], filters: &MelFilters) -> Vec<f32> {
             });
         }
     });
-    // Whisper's layout is mel-major: [n_mels × N_FRAMES].
-    let mut mel = vec![0f32; n_mels * N_FRAMES];
+    // Whisper's layout is mel-major: [n_mels × frames].
+    let mut mel = vec![0f32; n_mels * frames];
     for (t, frame) in by_frame.chunks_exact(n_mels).enumerate() {
         for (m, &v) in frame.iter().enumerate() {
-            mel[m * N_FRAMES + t] = v;
+            mel[m * frames + t] = v;
         }
     }
     let max = mel.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -223,6 +234,77 @@ pub fn log_mel(pcm: &[f32], filters: &MelFilters) -> Vec<f32> {
         *v = (v.max(floor) + 4.0) / 4.0;
     }
     mel
+}
+
+/// Encoder frames (20 ms each) in the full 30 s window.
+pub const ENCODER_FRAMES: usize = N_FRAMES / 2;
+/// Samples per encoder frame (two mel hops).
+pub const SAMPLES_PER_ENCODER_FRAME: usize = 2 * HOP_LENGTH;
+/// [`AudioCtx::Fit`] rounds the window up to whole seconds of encoder frames.
+const FIT_STEP_FRAMES: usize = 50;
+
+/// How much of the 30 s window the Whisper encoder runs on: whisper.cpp's
+/// `audio_ctx`. The encoder's cost grows with the window (its attention
+/// quadratically), and a 5 s question padded to 30 s spends most of it on
+/// silence. A shorter window changes the encoder's states (its attention no
+/// longer sees the padding it was trained with), so it is an option with its
+/// cost measured (docs/benchmarks.md), never the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AudioCtx {
+    /// The 30 s window, as Whisper and the paper run it.
+    #[default]
+    Full,
+    /// The first `n` encoder frames (1..=1500, 20 ms each); audio past them
+    /// is cut.
+    Frames(usize),
+    /// The clip's length rounded up to whole seconds (at least 1 s, at most 30 s).
+    Fit,
+}
+
+impl AudioCtx {
+    /// Encoder frames the window has for a clip of `samples` (16 kHz).
+    pub fn encoder_frames(self, samples: usize) -> usize {
+        match self {
+            AudioCtx::Full => ENCODER_FRAMES,
+            AudioCtx::Frames(n) => n.clamp(1, ENCODER_FRAMES),
+            AudioCtx::Fit => samples
+                .div_ceil(SAMPLES_PER_ENCODER_FRAME)
+                .div_ceil(FIT_STEP_FRAMES)
+                .max(1)
+                .saturating_mul(FIT_STEP_FRAMES)
+                .min(ENCODER_FRAMES),
+        }
+    }
+}
+
+impl std::str::FromStr for AudioCtx {
+    type Err = String;
+
+    /// `full`, `fit`, or a number of encoder frames (1–1500; 1500 is `full`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "full" => Ok(AudioCtx::Full),
+            "fit" => Ok(AudioCtx::Fit),
+            n => match n.parse::<usize>() {
+                Ok(ENCODER_FRAMES) => Ok(AudioCtx::Full),
+                Ok(f) if (1..ENCODER_FRAMES).contains(&f) => Ok(AudioCtx::Frames(f)),
+                _ => Err(format!(
+                    "audio context {s:?}: expected `full`, `fit` or a number of encoder frames \
+                     from 1 to {ENCODER_FRAMES} (20 ms each; 500 = 10 s)"
+                )),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for AudioCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AudioCtx::Full => write!(f, "full"),
+            AudioCtx::Fit => write!(f, "fit"),
+            AudioCtx::Frames(n) => write!(f, "{n}"),
+        }
+    }
 }
 
 /// Split a long signal into consecutive 30 s windows (the last one shorter),
@@ -235,6 +317,59 @@ pub fn windows(pcm: &[f32]) -> impl Iterator<Item = &[f32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shorter_window_is_the_full_windows_first_frames() {
+        // 3 s of a chirp-like signal; a 10 s window (1000 mel frames) and
+        // the 30 s one agree on every frame whose STFT support stays inside
+        // the shorter window (the last two see its reflect padding), since
+        // both windows hold the same zeros after the clip and so the same
+        // maximum for the floor.
+        let pcm: Vec<f32> = (0..48_000)
+            .map(|i| {
+                let t = i as f32 / 16_000.0;
+                0.4 * (2.0 * std::f32::consts::PI * (200.0 + 300.0 * t) * t).sin()
+            })
+            .collect();
+        let f = MelFilters::new(80);
+        let full = log_mel(&pcm, &f);
+        let short = log_mel_window(&pcm, &f, 1000);
+        assert_eq!(short.len(), 80 * 1000);
+        for m in 0..80 {
+            for t in 0..998 {
+                let (a, b) = (short[m * 1000 + t], full[m * N_FRAMES + t]);
+                assert!((a - b).abs() <= 1e-6, "mel {m} frame {t}: {a} vs {b}");
+            }
+        }
+        assert_eq!(log_mel_window(&pcm, &f, N_FRAMES), full);
+        // More than 30 s is never asked of the encoder.
+        assert_eq!(log_mel_window(&pcm, &f, 2 * N_FRAMES).len(), 80 * N_FRAMES);
+    }
+
+    #[test]
+    fn audio_ctx_windows_and_parsing() {
+        assert_eq!(AudioCtx::Full.encoder_frames(16_000), 1500);
+        assert_eq!(AudioCtx::Frames(500).encoder_frames(16_000 * 20), 500);
+        // Fit: whole seconds (50 frames), at least one, at most 30.
+        assert_eq!(AudioCtx::Fit.encoder_frames(0), 50);
+        assert_eq!(AudioCtx::Fit.encoder_frames(16_000), 50);
+        assert_eq!(AudioCtx::Fit.encoder_frames(16_001), 100);
+        assert_eq!(AudioCtx::Fit.encoder_frames(5 * 16_000 + 1234), 300);
+        assert_eq!(AudioCtx::Fit.encoder_frames(45 * 16_000), 1500);
+        for (s, want) in [
+            ("full", AudioCtx::Full),
+            ("FIT", AudioCtx::Fit),
+            ("500", AudioCtx::Frames(500)),
+            ("1500", AudioCtx::Full),
+        ] {
+            assert_eq!(s.parse::<AudioCtx>().unwrap(), want, "{s}");
+            assert_eq!(want.to_string().parse::<AudioCtx>().unwrap(), want);
+        }
+        for bad in ["0", "1501", "-3", "10s", ""] {
+            let e = bad.parse::<AudioCtx>().unwrap_err();
+            assert!(e.contains("from 1 to 1500"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn reflect_pad_matches_numpy() {

@@ -8,4 +8,4 @@ pub mod resample;
 mod wav_header;
 
 pub use load::{downmix, load_pcm_16k, load_pcm_16k_bytes, SILENCE_PEAK};
-pub use mel::{log_mel, MelFilters, N_FRAMES, N_SAMPLES, SAMPLE_RATE};
+pub use mel::{log_mel, log_mel_window, AudioCtx, MelFilters, N_FRAMES, N_SAMPLES, SAMPLE_RATE};

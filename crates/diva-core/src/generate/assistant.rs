@@ -17,7 +17,7 @@ use candle_core::{DType, Device, Tensor};
 use super::llm::{Decoder, Generation, TextGenerator};
 use super::sampling::SamplingParams;
 use super::transcribe::{TranscribeOptions, Transcriber};
-use crate::audio::{self, MelFilters};
+use crate::audio::{self, AudioCtx, MelFilters};
 use crate::models::checkpoint;
 use crate::models::connector::Connector;
 use crate::models::diva::PromptSplit;
@@ -54,6 +54,9 @@ pub struct AssistantOptions {
     pub device: Device,
     /// The LLM's weights on the CPU (as stored, f32, or by size).
     pub llm_weights: LlmWeights,
+    /// The encoder's window for audio → virtual tokens (whisper.cpp's
+    /// `audio_ctx`; the transcriber keeps the 30 s window).
+    pub audio_ctx: AudioCtx,
 }
 
 /// A loaded session.
@@ -67,6 +70,7 @@ pub struct Assistant {
     split: PromptSplit,
     prefix_kv: KvCache,
     device: Device,
+    audio_ctx: AudioCtx,
 }
 
 /// One conversation's state: the KV cache after its last reply, and its
@@ -212,6 +216,7 @@ impl Assistant {
             split,
             prefix_kv,
             device: o.device.clone(),
+            audio_ctx: o.audio_ctx,
         })
     }
 
@@ -404,19 +409,25 @@ impl Assistant {
             .collect()
     }
 
-    /// Audio (its first 30 s) → virtual tokens `[1, N, d_llm]`.
+    /// Audio (its first 30 s, or the window of [`AssistantOptions::audio_ctx`])
+    /// → virtual tokens `[1, N, d_llm]`.
     pub fn virtual_tokens(&self, pcm: &[f32]) -> Result<Tensor> {
         let (Some(encoder), Some(connector)) = (&self.encoder, &self.connector) else {
             return Err(Error::Config(
                 "the cascade has no connector: transcribe the audio and send the text".into(),
             ));
         };
-        let mel = audio::log_mel(&pcm[..pcm.len().min(audio::N_SAMPLES)], &self.filters);
-        let mel = Tensor::from_vec(
-            mel,
-            (1, self.filters.n_mels(), audio::N_FRAMES),
-            &self.device,
-        )?;
+        let frames = 2 * self.audio_ctx.encoder_frames(pcm.len());
+        if pcm.len() > frames * audio::mel::HOP_LENGTH {
+            tracing::debug!(
+                "audio context {}: {:.1} s of {:.1} s heard",
+                self.audio_ctx,
+                (frames * audio::mel::HOP_LENGTH) as f64 / f64::from(audio::SAMPLE_RATE),
+                pcm.len() as f64 / f64::from(audio::SAMPLE_RATE)
+            );
+        }
+        let mel = audio::log_mel_window(pcm, &self.filters, frames);
+        let mel = Tensor::from_vec(mel, (1, self.filters.n_mels(), frames), &self.device)?;
         Ok(connector.forward(&encoder.forward(&mel)?, Exec::Fused)?)
     }
 
