@@ -22,9 +22,12 @@ use diva_core::text::LlmTokenizer;
 use diva_core::weights::gguf::{read_content, GgufFile};
 use diva_core::weights::{ct2, safetensors_io};
 
+/// A target: (name, entry point).
+pub type Target = (&'static str, fn(&[u8]));
+
 /// Every target of this file: (name, entry point). The name is the folder under
 /// `fuzz/corpus/` and `fuzz/regressions/`, and the cargo-fuzz binary.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[Target] = &[
     ("audio", audio),
     ("gguf", gguf),
     ("ct2", ct2_model),

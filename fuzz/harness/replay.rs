@@ -12,10 +12,13 @@ pub fn fuzz_dir(manifest_dir: &str) -> PathBuf {
     Path::new(manifest_dir).join("../../fuzz")
 }
 
+/// A target: (name, entry point), as the targets' files list them.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// Run every committed input of every target in `targets`; returns how many files
 /// ran. Panics listing each file that panicked (by path), or that took longer
 /// than the fuzzers' `-timeout=10`.
-pub fn replay(fuzz: &Path, targets: &[(&str, fn(&[u8]))]) -> usize {
+pub fn replay(fuzz: &Path, targets: &[Target]) -> usize {
     let mut failures = Vec::new();
     let mut ran = 0;
     for (name, target) in targets {

@@ -11,8 +11,11 @@ use diva_serve::prepare::{parse_chat_request, prepare};
 use diva_serve::server::{read_transcription_form, upload_pcm};
 use diva_serve::AudioSources;
 
+/// A target: (name, entry point).
+pub type Target = (&'static str, fn(&[u8]));
+
 /// Every target of this file: (name, entry point).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[Target] = &[
     ("serve_chat", serve_chat),
     ("serve_multipart", serve_multipart),
 ];

@@ -7,8 +7,11 @@ use std::path::Path;
 use diva_train::config::TrainConfig;
 use diva_train::data::manifest::parse_manifest_lines;
 
+/// A target: (name, entry point).
+pub type Target = (&'static str, fn(&[u8]));
+
 /// Every target of this file: (name, entry point).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[("manifest", manifest), ("train_config", train_config)];
+pub const TARGETS: &[Target] = &[("manifest", manifest), ("train_config", train_config)];
 
 /// A JSONL manifest (`{"id", "audio", "text"}` per line), as `diva train` reads it.
 pub fn manifest(data: &[u8]) {

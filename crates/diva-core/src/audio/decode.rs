@@ -30,7 +30,7 @@ use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
 use super::explain::{codec_name, codec_problem, probe_problem, sniff_container};
-use super::wav_header::{Patched, WavInfo};
+use super::wav_header::{oversized_list, Patched, WavInfo};
 use crate::{Error, Result};
 
 /// A stream is reported as truncated (a warning; the frames present are used) when fewer
@@ -214,6 +214,21 @@ fn decode_stream(
     {
         // symphonia would panic building a 1/0 time base.
         return Err(Error::audio(name, "invalid header: sample rate is 0 Hz"));
+    }
+    let mut source = source;
+    if let (Some(_), Some(len)) = (&wav, source.byte_len()) {
+        let oversized = oversized_list(&mut source, len)
+            .map_err(|e| Error::audio(name, format!("cannot read file: {e}")))?;
+        if let Some((at, claim)) = oversized {
+            return Err(Error::audio(
+                name,
+                format!(
+                    "invalid header: the LIST chunk at byte {at} claims {claim} bytes but the \
+                     file has only {} bytes after it (a damaged file; re-export it)",
+                    len.saturating_sub(at + 8)
+                ),
+            ));
+        }
     }
     // A WAV whose sizes promise more than the file holds (a recorder killed mid-write, a
     // header that reserved 4 GB): clamp them, remember the promise for the warning.

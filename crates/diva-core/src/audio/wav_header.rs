@@ -95,6 +95,47 @@ impl WavInfo {
     }
 }
 
+/// Chunks walked at most by [`oversized_list`] before giving up (a real file has a few).
+const MAX_CHUNKS_WALKED: usize = 4096;
+
+/// The first LIST chunk before the data chunk of the RIFF/WAVE file in `src` (`file_len`
+/// bytes) whose size claims more bytes than the file has after its header, as
+/// `(offset, claimed size)`. symphonia allocates each entry of a LIST/INFO chunk at its
+/// claimed size before reading it, bounded only by the LIST's own size: a few-byte file
+/// claiming a 4 GB title would allocate 4 GB. Walks the chunk headers from the start
+/// (seeking over the payloads), and leaves `src` at offset 0.
+pub(crate) fn oversized_list<S: Read + Seek>(
+    src: &mut S,
+    file_len: u64,
+) -> std::io::Result<Option<(u64, u32)>> {
+    let mut pos = 12u64;
+    let mut found = None;
+    for _ in 0..MAX_CHUNKS_WALKED {
+        let mut header = [0u8; 8];
+        src.seek(SeekFrom::Start(pos))?;
+        if src.read_exact(&mut header).is_err() {
+            break;
+        }
+        let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let after = file_len.saturating_sub(pos + 8);
+        match &header[..4] {
+            b"data" => break,
+            b"LIST" if u64::from(len) > after => {
+                found = Some((pos, len));
+                break;
+            }
+            _ => {}
+        }
+        // Chunks are padded to an even length.
+        pos += 8 + u64::from(len) + u64::from(len & 1);
+        if pos >= file_len {
+            break;
+        }
+    }
+    src.seek(SeekFrom::Start(0))?;
+    Ok(found)
+}
+
 /// A media source with a few header bytes rewritten (see [`WavInfo::size_patches`]).
 pub(crate) struct Patched {
     inner: Box<dyn MediaSource>,
@@ -165,6 +206,35 @@ mod tests {
         assert_eq!(
             WavInfo::sniff(b"RIFF\0\0\0\0WAVEfm"),
             Some(WavInfo::default())
+        );
+    }
+
+    #[test]
+    fn a_list_chunk_claiming_more_than_the_file_is_found() {
+        let mut h = b"RIFF\xff\xff\xff\xffWAVE".to_vec();
+        h.extend_from_slice(b"JUNK\x03\0\0\0abc\0");
+        h.extend_from_slice(b"LIST\x0c\0\0\0INFOINAM\x00\0\0\0");
+        let honest = h.clone();
+        h.extend_from_slice(b"LIST\xf0\xff\xff\xffINFO");
+        let len = h.len() as u64;
+        let mut c = std::io::Cursor::new(h);
+        assert_eq!(
+            oversized_list(&mut c, len).unwrap(),
+            Some((44, 0xffff_fff0))
+        );
+        assert_eq!(c.position(), 0);
+        let mut with_data = honest.clone();
+        with_data.extend_from_slice(b"data\xff\xff\xff\xffLIST\xf0\xff\xff\xff");
+        let len = with_data.len() as u64;
+        // Nothing after the data chunk is looked at (symphonia stops there too).
+        assert_eq!(
+            oversized_list(&mut std::io::Cursor::new(with_data), len).unwrap(),
+            None
+        );
+        let len = honest.len() as u64;
+        assert_eq!(
+            oversized_list(&mut std::io::Cursor::new(honest), len).unwrap(),
+            None
         );
     }
 
