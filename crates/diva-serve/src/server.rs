@@ -166,11 +166,13 @@ fn prometheus() -> metrics_exporter_prometheus::PrometheusHandle {
         .get_or_init(|| {
             let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
                 .set_buckets(LATENCY_BUCKETS)
+                // unwrap-ok: a constant, non-empty bucket list.
                 .expect("non-empty buckets")
                 .set_buckets_for_metric(
                     metrics_exporter_prometheus::Matcher::Full("diva_decode_batch_size".into()),
                     &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
                 )
+                // unwrap-ok: a constant, non-empty bucket list.
                 .expect("non-empty buckets")
                 .build_recorder();
             let handle = recorder.handle();
@@ -270,6 +272,7 @@ pub fn router(
             // outside (perf: 20% of a batched step was in the scheduler).
             rayon::scope(|_| worker::run(assistants, rx, max_batch, running, cache))
         })
+        // unwrap-ok: fails only if the OS cannot start a thread, at start-up.
         .expect("spawn the model thread");
     let handle = Arc::new(DrainHandle(state.clone()));
     let app = Router::new()
@@ -363,6 +366,7 @@ pub async fn serve(names: Vec<String>, load: Loader, opts: ServeOptions) -> anyh
                 tracing::info!("shutting down: finishing requests in flight");
                 break None;
             }
+            // unwrap-ok: polled only while `load_failed.is_some()` (the guard).
             r = async { load_failed.as_mut().expect("guarded").await }, if load_failed.is_some() => {
                 load_failed = None;
                 if let Ok(e) = r {

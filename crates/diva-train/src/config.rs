@@ -102,6 +102,7 @@ pub struct TrainConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
+        // unwrap-ok: a built-in preset, tested.
         Self::preset("tiny").expect("the tiny preset exists")
     }
 }

@@ -222,6 +222,7 @@ impl ChatTemplate {
                 "chat template renders the placeholder {placeholder:?} {n} times, expected once: {rendered:?}"
             )));
         }
+        // unwrap-ok: counted exactly once just above.
         let (prefix, suffix) = rendered.split_once(placeholder).expect("found once");
         Ok((prefix.to_string(), suffix.to_string()))
     }

@@ -288,6 +288,7 @@ pub(crate) fn byte_to_char() -> [char; 256] {
             char::from(b)
         } else {
             n += 1;
+            // unwrap-ok: 255 + n ≤ 255 + 256 is a valid scalar value, not from the file.
             char::from_u32(255 + n).expect("valid code point")
         };
     }

@@ -263,8 +263,11 @@ pub(crate) fn py_number(v: &Value, json: bool) -> String {
             format!("{s}.0")
         }
     } else {
-        let s = format!("{f:e}"); // e.g. "1.5e-5", "1e16"
+        // e.g. "1.5e-5", "1e16": `{:e}` of a finite f64 always has an `e` and an integer exponent.
+        let s = format!("{f:e}");
+        // unwrap-ok: see above.
         let (mantissa, exp) = s.split_once('e').expect("exponent");
+        // unwrap-ok: see above.
         let exp: i32 = exp.parse().expect("integer exponent");
         format!(
             "{mantissa}e{}{:02}",
