@@ -2,7 +2,8 @@
 //! chrF as sacrebleu computes them, classification accuracy and weighted F1
 //! with label extraction from replies, spoken-QA exact match, token F1 and
 //! PEDANTS, and paired bootstrap intervals and p-values between two systems;
-//! and the blind A/B study's votes and win rates (`arena`).
+//! the blind A/B study's votes and win rates (`arena`); and `diva eval run`:
+//! tasks and prompts (`tasks`), the runner (`run`) and its report (`report`).
 
 pub mod arena;
 pub mod asr;
@@ -14,4 +15,7 @@ pub mod manifest;
 pub mod pedant;
 mod pytext;
 pub mod qa;
+pub mod report;
+pub mod run;
+pub mod tasks;
 pub mod wer;
