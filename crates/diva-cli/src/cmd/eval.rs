@@ -1,5 +1,7 @@
 //! `diva eval asr`: transcribe a manifest and report WER, optionally beside
-//! another system's hypotheses for the same items.
+//! another system's hypotheses for the same items; `diva eval arena`: the A/B
+//! study's win rates; `diva eval run` (in `eval_run.rs`): a task evaluated on
+//! a model and the systems it is compared with.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,8 +15,15 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::common::Precision;
 
+#[path = "eval_run.rs"]
+pub mod run;
+
 #[derive(clap::Subcommand)]
 pub enum Cmd {
+    /// Evaluate a DiVA model on a task (spoken QA, classification,
+    /// translation, ASR) beside the cascade, the teacher or another model:
+    /// paired-bootstrap intervals, results.json, report.md and a chart.
+    Run(Box<run::Args>),
     /// Word error rate of Whisper transcription on a JSONL manifest.
     #[command(after_help = "Examples:
   diva eval asr --manifest ~/.cache/diva/data/asterisk/manifest.jsonl
@@ -103,6 +112,7 @@ pub fn run(cmd: Cmd) -> Result<ExitCode> {
     let a = match cmd {
         Cmd::Asr(a) => a,
         Cmd::Arena(a) => return arena(a),
+        Cmd::Run(a) => return run::run(*a),
     };
     let mut items = manifest::read(&a.manifest).map_err(|e| anyhow!(e))?;
     items.sort_by(|x, y| x.id.cmp(&y.id));

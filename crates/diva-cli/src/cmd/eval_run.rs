@@ -1,0 +1,364 @@
+//! `diva eval run`: a task's manifest answered by a DiVA model and the
+//! systems it is compared with, scored, bootstrapped and reported. Argument
+//! handling, model loading and the progress bar; the rest is
+//! `diva_eval::run`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use diva_core::generate::{Assistant, ConnectorSource};
+use diva_core::weights::cache;
+use diva_eval::bootstrap::BootstrapConfig;
+use diva_eval::run::{self, AssistantSystem, Kind, Progress, Respond, RunSpec, SystemInfo};
+use diva_eval::tasks::{ScorerOptions, Task};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cmd::chat::ModelArgs;
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum TaskArg {
+    /// Spoken questions: PEDANTS, exact match, token F1 against `answers`.
+    SpokenQa,
+    /// Emotion / sarcasm / humor: weighted F1 and accuracy against `label`.
+    Classify,
+    /// Speech translation: BLEU and chrF against `translation`.
+    Translate,
+    /// Prompted transcription: WER against `text`.
+    Asr,
+}
+
+impl From<TaskArg> for Task {
+    fn from(t: TaskArg) -> Self {
+        match t {
+            TaskArg::SpokenQa => Task::SpokenQa,
+            TaskArg::Classify => Task::Classify,
+            TaskArg::Translate => Task::Translate,
+            TaskArg::Asr => Task::Asr,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+#[command(after_help = "Examples:
+  diva eval run --task spoken-qa --data qa/manifest.jsonl --cascade --teacher --out runs/eval-qa
+  diva eval run --task classify --data meld/manifest.jsonl --model runs/tiny --against models/diva-tiny --out runs/eval-meld
+  diva eval run --task translate --data covost-de/manifest.jsonl --target-lang de --cascade --limit 200 --out runs/eval-de
+  diva eval run --task asr --data corpus/val.jsonl --cascade --max-tokens 64 --out runs/eval-asr
+  diva eval run --task spoken-qa --data ~/.cache/diva/corpora/spoken-qa-v1/manifest.jsonl \\
+      --answers data/spoken-qa/questions.jsonl --cascade --teacher --out runs/sqa-v1
+
+The manifest is JSONL: `id`, `audio` and what the task scores against
+(`answers`; `label`; `translation` + `target_lang`; `text`), `text` also being the
+reference transcript the teacher reads. A rerun into the same --out reuses
+finished replies (DIR/items.jsonl) and writes results.json, report.md and
+scores.png again.")]
+pub struct Args {
+    /// The task.
+    #[arg(long, value_enum)]
+    task: TaskArg,
+    /// JSONL manifest of the items.
+    #[arg(long)]
+    data: PathBuf,
+    /// Output directory: items.jsonl (finished replies), results.json,
+    /// report.md, scores.png.
+    #[arg(long)]
+    out: PathBuf,
+    /// Compare with another DiVA model directory (same flags otherwise).
+    #[arg(long, value_name = "MODEL")]
+    against: Option<PathBuf>,
+    /// Also the teacher: the LLM reading the manifest's reference transcript
+    /// (`text`).
+    #[arg(long)]
+    teacher: bool,
+    /// The task's prompt file (default: the shipped data/eval/prompts/TASK.toml).
+    #[arg(long)]
+    prompt: Option<PathBuf>,
+    /// Spoken QA: take the items' answers from this questions file (JSONL
+    /// with `question`, `answers`), joined on the item's `text`: for a
+    /// `diva corpus synth` manifest of data/spoken-qa/questions.jsonl.
+    #[arg(long)]
+    answers: Option<PathBuf>,
+    /// Classify: the label set, comma-separated (default: the manifest's).
+    #[arg(long, value_delimiter = ',')]
+    labels: Option<Vec<String>>,
+    /// Translate: the target language code (default: the items' `lang`).
+    #[arg(long)]
+    target_lang: Option<String>,
+    /// Spoken QA: a PEDANT model in diva's format (tools/reference/
+    /// make_eval_metric_fixtures.py --export-pedant); default
+    /// $DIVA_HOME/eval/pedant.safetensors if present, else PEDANTS' rule alone.
+    #[arg(long)]
+    pedant_model: Option<PathBuf>,
+    /// Maximum number of new tokens per reply (decoding is greedy).
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// Use only the first N items.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// CPU threads (default: every core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Bootstrap resamples for the intervals and p-values.
+    #[arg(long, default_value_t = 10_000)]
+    rounds: usize,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Items shown reply by reply in report.md.
+    #[arg(long, default_value_t = 10)]
+    examples: usize,
+    #[command(flatten)]
+    models: ModelArgs,
+}
+
+fn shell_quote(a: &str) -> String {
+    if !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', "'\\''"))
+    }
+}
+
+fn command_line() -> String {
+    let mut args: Vec<String> = std::env::args().collect();
+    if let Some(first) = args.first_mut() {
+        *first = "diva".into();
+    }
+    args.iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn dir_name(p: &std::path::Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    if a.models.cascade && a.against.is_some() {
+        // Both are fine together, but say what runs.
+        tracing::info!("systems: the model, --against and the cascade");
+    }
+    if a.rounds == 0 {
+        bail!("--rounds 0: the bootstrap needs at least 1 resample (10,000 is usual)");
+    }
+    match a.threads {
+        Some(0) => bail!("--threads 0: give at least 1"),
+        Some(n) => {
+            // Before the first candle op: candle sizes its GEMM threads from
+            // the same variable as rayon.
+            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build_global()
+                .context("cannot size the thread pool")?;
+        }
+        None => {}
+    }
+    if let Some(m) = &a.against {
+        if !m.is_dir() {
+            bail!(
+                "--against {}: not a directory (a DiVA model directory)",
+                m.display()
+            );
+        }
+    }
+    let pedant_model = a.pedant_model.clone().or_else(|| {
+        let p = cache::diva_home().join("eval/pedant.safetensors");
+        p.is_file().then_some(p)
+    });
+    if let Some(p) = &a.pedant_model {
+        if !p.is_file() {
+            bail!(
+                "--pedant-model {}: file not found (export one with \
+                 tools/reference/make_eval_metric_fixtures.py --export-pedant)",
+                p.display()
+            );
+        }
+    }
+    let task: Task = a.task.into();
+    // Everything that can be refused is refused before a model loads.
+    let prepared = run::prepare(RunSpec {
+        task,
+        data: a.data.clone(),
+        out: a.out.clone(),
+        prompt: a.prompt.clone(),
+        answers: a.answers.clone(),
+        scorer: ScorerOptions {
+            labels: a.labels.clone(),
+            target_lang: a.target_lang.clone(),
+            pedant_model,
+        },
+        limit: a.limit,
+        max_tokens: a.max_tokens,
+        bootstrap: BootstrapConfig {
+            resamples: a.rounds,
+            seed: a.seed,
+            confidence: 0.95,
+        },
+        command: command_line(),
+        examples: a.examples,
+    })?;
+
+    // The model under evaluation; its session also serves the cascade and
+    // the teacher (the same Whisper and LLM).
+    let mut student_args = a.models.clone();
+    student_args.cascade = false;
+    let opts = crate::cmd::chat::options(&student_args, a.models.cascade, None)?;
+    let student = Assistant::load(&opts)?;
+    let llm_name = opts.llm.display().to_string();
+    let whisper_name = opts.whisper.display().to_string();
+    let (name, what, key) = match &opts.connector {
+        ConnectorSource::Checkpoint(d) => (
+            "diva".to_string(),
+            format!("DiVA model {} (audio → connector → LLM)", d.display()),
+            format!("model={}", d.display()),
+        ),
+        ConnectorSource::Untrained { num_queries } => (
+            "untrained".to_string(),
+            format!("untrained connector, {num_queries} queries"),
+            format!("untrained={num_queries}"),
+        ),
+        ConnectorSource::Cascade => unreachable!("the student is never the cascade"),
+    };
+    let params = run::greedy(a.max_tokens);
+    let mut infos = vec![SystemInfo {
+        name,
+        id: format!("student|{key}|whisper={whisper_name}|llm={llm_name}"),
+        kind: Kind::Student,
+        description: what,
+    }];
+    let mut runners: Vec<AssistantSystem> = vec![AssistantSystem {
+        assistant: &student,
+        kind: Kind::Student,
+        params: params.clone(),
+    }];
+    let other = match &a.against {
+        Some(m) => {
+            let mut o = a.models.clone();
+            o.model = Some(m.clone());
+            o.cascade = false;
+            o.untrained = false;
+            let oo = crate::cmd::chat::options(&o, false, None)?;
+            Some((Assistant::load(&oo)?, oo, m.clone()))
+        }
+        None => None,
+    };
+    if let Some((s, oo, m)) = &other {
+        let mut name = dir_name(m);
+        if name == infos[0].name || name == "cascade" || name == "teacher" {
+            name = format!("{name}-2");
+        }
+        infos.push(SystemInfo {
+            name,
+            id: format!(
+                "student|model={}|whisper={}|llm={}",
+                m.display(),
+                oo.whisper.display(),
+                oo.llm.display()
+            ),
+            kind: Kind::Student,
+            description: format!("DiVA model {} (--against)", m.display()),
+        });
+        runners.push(AssistantSystem {
+            assistant: s,
+            kind: Kind::Student,
+            params: params.clone(),
+        });
+    }
+    if a.models.cascade {
+        infos.push(SystemInfo {
+            name: "cascade".into(),
+            id: format!("cascade|whisper={whisper_name}|llm={llm_name}"),
+            kind: Kind::Cascade,
+            description: format!(
+                "cascade: Whisper ({}) transcript → LLM ({})",
+                dir_name(&opts.whisper),
+                dir_name(&opts.llm)
+            ),
+        });
+        runners.push(AssistantSystem {
+            assistant: &student,
+            kind: Kind::Cascade,
+            params: params.clone(),
+        });
+    }
+    if a.teacher {
+        infos.push(SystemInfo {
+            name: "teacher".into(),
+            id: format!("teacher|llm={llm_name}"),
+            kind: Kind::Teacher,
+            description: format!(
+                "teacher: LLM ({}) reading the reference transcript",
+                dir_name(&opts.llm)
+            ),
+        });
+        runners.push(AssistantSystem {
+            assistant: &student,
+            kind: Kind::Teacher,
+            params: params.clone(),
+        });
+    }
+    let systems: Vec<(SystemInfo, &dyn Respond)> = infos
+        .iter()
+        .cloned()
+        .zip(runners.iter().map(|r| r as &dyn Respond))
+        .collect();
+
+    let bar = ProgressBar::new(0);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} {elapsed_precise} eta {eta} {msg}",
+    )?);
+    let outcome = run::execute(&prepared, &systems, &mut |p| match p {
+        Progress::Start { total, reused } => {
+            bar.set_length(total as u64);
+            bar.set_position(reused as u64);
+            bar.reset_eta();
+            if reused > 0 {
+                bar.println(format!(
+                    "{reused} of {total} replies reused from items.jsonl"
+                ));
+            }
+        }
+        Progress::Item { system, item } => {
+            bar.set_message(format!("{system}: {item}"));
+            bar.inc(1);
+        }
+    })?;
+    bar.finish_and_clear();
+    let r = &outcome.results;
+    eprintln!(
+        "{} items scored ({} left out), {} replies generated, {} reused, {:.1} s",
+        r.scored_items,
+        r.failed.len(),
+        r.generated,
+        r.reused,
+        r.elapsed_s
+    );
+    crate::outln!("{}", diva_eval::report::metrics_table(r))?;
+    for c in &r.comparisons {
+        crate::outln!(
+            "{} − {} on {}: {:+.2} [95% CI {:+.2}, {:+.2}], p = {:.4}",
+            c.system,
+            c.against,
+            c.metric,
+            c.diff,
+            c.lo,
+            c.hi,
+            c.p_value
+        )?;
+    }
+    crate::outln!(
+        "wrote {}, {}, {}",
+        outcome.results_json.display(),
+        outcome.report_md.display(),
+        outcome.chart.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
