@@ -164,13 +164,23 @@ def main():
     ap.add_argument("--engine", action="append", choices=["transformers", "llama_cpp"])
     args = ap.parse_args()
 
-    from transformers import AutoTokenizer
-
     path = os.path.abspath(os.path.expanduser(args.gguf))
     d, name = os.path.split(path)
-    tok = AutoTokenizer.from_pretrained(d, gguf_file=name)
-    ids = prompt_ids(tok, args.prompt_tokens)
     engines = args.engine or ["transformers", "llama_cpp"]
+    if "transformers" in engines:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(d, gguf_file=name)
+        ids = prompt_ids(tok, args.prompt_tokens)
+    else:
+        # llama.cpp alone: its own tokenizer on the GGUF's vocabulary (speed
+        # depends on the prompt's length, not its ids), so transformers and
+        # torch need not be installed.
+        import llama_cpp
+
+        vocab = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+        base = vocab.tokenize(TEXT.encode(), add_bos=False, special=False)
+        ids = (base * (args.prompt_tokens // max(len(base), 1) + 1))[: args.prompt_tokens]
     results = []
     for e in engines:
         fn = bench_transformers if e == "transformers" else bench_llama_cpp

@@ -36,7 +36,8 @@ pub enum Cmd {
 #[command(after_help = "Examples:
   diva bench llm                               # SmolLM2, prompt 128, decode 64, vs transformers and llama.cpp
   diva bench llm --against llama.cpp --threads 1 --repeat 5
-  diva bench llm --llm model.gguf --no-reference --repeat 5")]
+  diva bench llm --llm model.gguf --no-reference --repeat 5
+  diva bench llm --against llama.cpp --engine stored --engine f32-blocks --prompt-tokens 512")]
 pub struct LlmArgs {
     /// The LLM: a fetched name, a .gguf file, an HF directory or a hub id.
     #[arg(long, default_value = cache::DEFAULT_LLM)]
@@ -65,6 +66,24 @@ pub struct LlmArgs {
     /// Skip the peers.
     #[arg(long, conflicts_with = "against")]
     no_reference: bool,
+    /// diva's weight modes to time (repeatable; default all): `f32` dense,
+    /// `f32-blocks` (the exact product on the stored blocks, `--llm-weights
+    /// f32`), `stored` (`--llm-weights stored`), `q8_0` and `q4_0`
+    /// (re-quantized).
+    #[arg(long = "engine", value_enum)]
+    engines: Vec<LlmEngine>,
+}
+
+/// One of diva's weight modes in `diva bench llm`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LlmEngine {
+    F32,
+    F32Blocks,
+    Stored,
+    #[value(name = "q8_0")]
+    Q8_0,
+    #[value(name = "q4_0")]
+    Q4_0,
 }
 
 /// A peer of `diva bench llm`.
@@ -296,22 +315,36 @@ fn llm_bench(a: LlmArgs) -> Result<ExitCode> {
     let base = tok.encode(TEXT, false)?;
     let prompt: Vec<u32> = base.iter().copied().cycle().take(a.prompt_tokens).collect();
     let mut engines = Vec::new();
-    for (name, mode) in [
+    for (engine, name, mode) in [
         (
+            LlmEngine::F32,
             "diva f32 (dequantized)",
             WeightMode::Dense(candle_core::DType::F32),
         ),
-        ("diva f32 on the stored blocks", WeightMode::StoredF32),
-        ("diva as stored (GGUF)", WeightMode::Quantized),
         (
+            LlmEngine::F32Blocks,
+            "diva f32 on the stored blocks",
+            WeightMode::StoredF32,
+        ),
+        (
+            LlmEngine::Stored,
+            "diva as stored (GGUF)",
+            WeightMode::Quantized,
+        ),
+        (
+            LlmEngine::Q8_0,
             "diva Q8_0 kernels",
             WeightMode::Requantized(GgmlDType::Q8_0),
         ),
         (
+            LlmEngine::Q4_0,
             "diva Q4_0 kernels",
             WeightMode::Requantized(GgmlDType::Q4_0),
         ),
     ] {
+        if !a.engines.is_empty() && !a.engines.contains(&engine) {
+            continue;
+        }
         match load_llm(&path, mode, &Device::Cpu) {
             Ok(l) => engines.push((name, l)),
             Err(e) => eprintln!("{name:<34}  skipped: {e}"),
