@@ -14,6 +14,8 @@ use diva_core::audio::{self, MelFilters};
 use diva_core::models::whisper::{WhisperEncoder, WhisperWeights};
 use sha2::{Digest, Sha256};
 
+use crate::integrity;
+
 pub struct EncoderFeatures {
     encoder: WhisperEncoder,
     dtype: DType,
@@ -75,19 +77,20 @@ impl EncoderFeatures {
         self.cache_path(audio).is_some_and(|p| p.is_file())
     }
 
-    /// Encoder states `[frames, d]` (f32 values rounded through f16).
+    /// Encoder states `[frames, d]` (f32 values rounded through f16). A cached
+    /// entry is used only when it is complete and its checksum matches; a
+    /// truncated or corrupted one is recomputed (and rewritten), with a warning.
     pub fn states(&self, audio: &Path) -> Result<Tensor> {
         let cached = self.cache_path(audio);
         if let Some(p) = cached.as_ref().filter(|p| p.is_file()) {
-            if let Ok(mut t) = candle_core::safetensors::load(p, &self.device) {
-                if let Some(s) = t.remove("states") {
-                    return Ok(s.to_dtype(DType::F32)?);
-                }
+            match read_entry(p, &self.device) {
+                Ok(s) => return Ok(s.to_dtype(DType::F32)?),
+                Err(why) => tracing::warn!(
+                    "{}: encoder cache entry for {} is {why}; recomputing it",
+                    p.display(),
+                    audio.display()
+                ),
             }
-            tracing::warn!(
-                "{}: unreadable encoder cache entry, recomputing",
-                p.display()
-            );
         }
         let pcm = audio::load_pcm_16k(audio)?;
         let pcm = &pcm[..pcm.len().min(audio::N_SAMPLES)];
@@ -104,14 +107,29 @@ impl EncoderFeatures {
             .squeeze(0)?
             .to_dtype(DType::F16)?;
         if let Some(p) = cached {
-            let tmp = p.with_extension("tmp");
-            candle_core::safetensors::save(
-                &std::collections::HashMap::from([("states".to_string(), half.clone())]),
-                &tmp,
-            )?;
-            std::fs::rename(&tmp, &p)
-                .with_context(|| format!("cannot move {} into place", p.display()))?;
+            let entry = std::collections::HashMap::from([
+                (CHECKSUM.to_string(), integrity::digest(&half)?),
+                ("states".to_string(), half.clone()),
+            ]);
+            integrity::save_atomic(&entry, &p, &p.with_extension("tmp"))?;
         }
         Ok(half.to_dtype(DType::F32)?)
+    }
+}
+
+/// The entry beside `states` holding their SHA-256 ([`integrity::digest`]).
+const CHECKSUM: &str = "states.sha256";
+
+/// A cache entry's states if the file is complete and they match their
+/// checksum; else what is wrong with it. Entries written before checksums
+/// existed (no `states.sha256`) are trusted on the file's own size checks.
+fn read_entry(p: &Path, device: &Device) -> std::result::Result<Tensor, String> {
+    let mut t = candle_core::safetensors::load(p, device)
+        .map_err(|e| format!("unreadable (truncated or damaged: {e})"))?;
+    let states = t.remove("states").ok_or("missing its states")?;
+    match t.remove(CHECKSUM) {
+        Some(sum) if integrity::matches(&states, &sum) => Ok(states),
+        Some(_) => Err("corrupted (its checksum does not match)".into()),
+        None => Ok(states),
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod data;
 pub mod data_order;
 pub mod features;
+pub mod integrity;
 pub mod losses;
 pub mod metrics;
 pub mod optim;

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::data_order::DataPosition;
+use crate::integrity;
 use crate::optim::AdamW;
 
 /// Counters and data position, next to the weights.
@@ -61,7 +62,10 @@ pub fn diva_config(cfg: &TrainConfig, step: usize) -> DivaConfig {
 }
 
 /// Save a step checkpoint (atomically), refresh `OUT/model.safetensors`, and
-/// keep only the newest `keep_last` step directories.
+/// keep only the newest `keep_last` step directories. A failure while writing
+/// the new checkpoint (a full disk, say) removes its temporary directory and
+/// leaves every earlier checkpoint as it was; the error names the directory
+/// and, for a full disk, what to do.
 pub fn save(
     out: &Path,
     connector: &Connector,
@@ -75,10 +79,59 @@ pub fn save(
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp)?;
     }
-    std::fs::create_dir_all(&tmp)
+    let written = write_step(&tmp, connector, token_table, optimizer, names, state);
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&tmp);
+        let kept = latest(out).map_or("no earlier checkpoint exists".into(), |d| {
+            format!("the latest checkpoint, {}, is intact", d.display())
+        });
+        return Err(integrity::write_error(&final_dir, &e)).with_context(|| {
+            format!("cannot save the checkpoint of step {} ({kept})", state.step)
+        });
+    }
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir)?;
+    }
+    std::fs::rename(&tmp, &final_dir)
+        .with_context(|| format!("cannot move checkpoint to {}", final_dir.display()))?;
+    refresh(out, connector, token_table, state)?;
+    Ok(final_dir)
+}
+
+/// The run directory itself is always the latest model, in the full official
+/// layout like the step checkpoints (written atomically file by file); only
+/// the newest `keep_last` step checkpoints are kept. Also run on resume, so a
+/// run killed between a checkpoint and this refresh ends with the right model.
+pub fn refresh(
+    out: &Path,
+    connector: &Connector,
+    token_table: Option<&Tensor>,
+    state: &TrainerState,
+) -> Result<()> {
+    let cfg = diva_config(&state.config, state.step);
+    if let Err(e) = checkpoint::save(out, connector, &cfg, token_table) {
+        // checkpoint::save's temporary file, which a failed write leaves.
+        let _ = std::fs::remove_file(out.join(".model.safetensors.tmp"));
+        return Err(integrity::write_error(
+            &out.join("model.safetensors"),
+            &e.into(),
+        ));
+    }
+    prune(out, state.config.keep_last)
+}
+
+fn write_step(
+    tmp: &Path,
+    connector: &Connector,
+    token_table: Option<&Tensor>,
+    optimizer: &AdamW,
+    names: &[String],
+    state: &TrainerState,
+) -> Result<()> {
+    std::fs::create_dir_all(tmp)
         .with_context(|| format!("cannot create checkpoint directory {}", tmp.display()))?;
     let cfg = diva_config(&state.config, state.step);
-    checkpoint::save(&tmp, connector, &cfg, token_table)?;
+    checkpoint::save(tmp, connector, &cfg, token_table)?;
     let mut moments = HashMap::new();
     for (name, (m, v)) in names.iter().zip(&optimizer.moments) {
         moments.insert(format!("m.{name}"), m.to_device(&Device::Cpu)?);
@@ -93,16 +146,7 @@ pub fn save(
         tmp.join("trainer_state.json"),
         serde_json::to_string_pretty(state)?,
     )?;
-    if final_dir.exists() {
-        std::fs::remove_dir_all(&final_dir)?;
-    }
-    std::fs::rename(&tmp, &final_dir)
-        .with_context(|| format!("cannot move checkpoint to {}", final_dir.display()))?;
-    // The run directory itself is always the latest model, in the full
-    // official layout like the step checkpoints.
-    checkpoint::save(out, connector, &cfg, token_table)?;
-    prune(out, state.config.keep_last)?;
-    Ok(final_dir)
+    Ok(())
 }
 
 fn step_dirs(out: &Path) -> Vec<(usize, PathBuf)> {

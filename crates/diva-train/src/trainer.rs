@@ -61,14 +61,47 @@ pub struct TrainSummary {
 
 pub use crate::session::Session;
 
+/// One line, written with a single `write` so that a run killed meanwhile
+/// leaves the line whole or absent, never half of it.
 fn append_metrics(path: &Path, value: &serde_json::Value) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    writeln!(f, "{value}")?;
+    f.write_all(format!("{value}\n").as_bytes())
+        .map_err(|e| crate::integrity::write_error(path, &e.into()))?;
     Ok(())
+}
+
+/// On resume from the checkpoint of step `step`: `metrics.jsonl` as an
+/// uninterrupted run would have it then (the records of later steps, which
+/// the resumed run writes again, and a line cut short by a kill on an older
+/// diva, are dropped). Returns whether it holds a validation record of `step`.
+fn rewind_metrics(path: &Path, step: usize) -> Result<bool> {
+    let Ok(body) = std::fs::read_to_string(path) else {
+        return Ok(false);
+    };
+    let mut kept = String::with_capacity(body.len());
+    let mut validated = false;
+    for line in body.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let at = v.get("step").and_then(|s| s.as_u64());
+        if at.is_some_and(|s| s > step as u64) {
+            continue;
+        }
+        validated |= at == Some(step as u64) && v.get("val").is_some();
+        kept.push_str(line);
+    }
+    if kept.len() != body.len() {
+        let tmp = path.with_extension("jsonl.tmp");
+        std::fs::write(&tmp, &kept)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| crate::integrity::write_error(path, &e.into()))?;
+    }
+    Ok(validated)
 }
 
 /// Learning-rate multipliers: decoder blocks get `decoder_lr_scale`; the
@@ -130,9 +163,32 @@ pub fn train(opts: TrainOptions) -> Result<TrainSummary> {
     if let Some(dir) = &resume_from {
         (start, position) = student.restore(dir, &cfg, &session, train_set.len(), &opts.device)?;
         tracing::info!("resumed from {} at step {start}", dir.display());
+        // A kill between saving this checkpoint and refreshing the run
+        // directory's model (or pruning) is finished now.
+        let state = TrainerState {
+            step: start,
+            position,
+            config: cfg.clone(),
+            train_examples: train_set.len(),
+        };
+        run_state::refresh(
+            &opts.out,
+            &student.connector,
+            student.token_table.as_ref(),
+            &state,
+        )?;
     }
 
     let metrics_path = opts.out.join("metrics.jsonl");
+    if resume_from.is_none() && metrics_path.exists() {
+        // No checkpoint: the records of an attempt killed before its first one.
+        tracing::warn!(
+            "{}: starting over (no checkpoint to resume from)",
+            metrics_path.display()
+        );
+        std::fs::remove_file(&metrics_path)
+            .with_context(|| format!("cannot remove {}", metrics_path.display()))?;
+    }
     let schedule = Schedule {
         peak_lr: cfg.lr,
         warmup_steps: cfg.warmup_steps(),
@@ -148,14 +204,23 @@ pub fn train(opts: TrainOptions) -> Result<TrainSummary> {
         batch: cfg.micro_batch,
     };
     let mut last_val = None;
-    if start == 0 {
+    // A resumed run redoes the validation of its checkpoint's step if a kill
+    // interrupted it (the checkpoint is saved first).
+    let val_due = |step: usize| {
+        step == 0 || step == cfg.steps || (cfg.val_every > 0 && step.is_multiple_of(cfg.val_every))
+    };
+    let validated = match &resume_from {
+        Some(_) => rewind_metrics(&metrics_path, start)?,
+        None => false,
+    };
+    if val_due(start) && !validated {
         last_val = validate_now(
             &student.connector,
             &mut session,
             val_set.as_deref(),
             &val_opts,
             &metrics_path,
-            0,
+            start,
         )?;
     }
 
