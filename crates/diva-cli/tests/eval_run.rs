@@ -271,6 +271,27 @@ fn bad_input_is_refused_with_the_problem_named() {
         "{}",
         text(&o.stderr)
     );
+    // --teacher needs every item's `text`: refused before any model loads.
+    let no_text = out.path().join("no-text.jsonl");
+    std::fs::write(
+        &no_text,
+        "{\"id\": \"a\", \"audio\": \"a.wav\", \"answers\": [\"x\"]}\n",
+    )
+    .unwrap();
+    let o = diva(&[
+        "eval",
+        "run",
+        "--task",
+        "spoken-qa",
+        "--data",
+        &no_text.display().to_string(),
+        "--teacher",
+        "--out",
+        &dir,
+    ]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(err.contains("item `a`") && err.contains("`text`"), "{err}");
     let help = diva(&["eval", "run", "--help"]);
     assert!(text(&help.stdout).contains("Examples:"));
 }

@@ -205,6 +205,20 @@ pub fn run(a: Args) -> Result<ExitCode> {
         command: command_line(),
         examples: a.examples,
     })?;
+    if a.teacher {
+        if let Some(i) = prepared
+            .items
+            .iter()
+            .find(|i| i.text.as_deref().is_none_or(|t| t.trim().is_empty()))
+        {
+            bail!(
+                "--teacher reads each item's reference transcript, but item `{}` of {} has no \
+                 `text`: add it, or drop --teacher",
+                i.id,
+                a.data.display()
+            );
+        }
+    }
 
     // The model under evaluation; its session also serves the cascade and
     // the teacher (the same Whisper and LLM).
