@@ -223,3 +223,22 @@ pub struct RunOn {
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: Precision,
 }
+
+/// `--threads`: size the global pool (and candle's GEMM threads, which read
+/// the same variable) before the first candle op; `None` keeps every core.
+/// Returns the threads in use. The same flag and check in every command.
+pub fn set_threads(threads: Option<usize>) -> anyhow::Result<usize> {
+    use anyhow::Context;
+    match threads {
+        Some(0) => anyhow::bail!("--threads 0: give at least 1"),
+        Some(n) => {
+            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build_global()
+                .context("cannot size the thread pool")?;
+            Ok(n)
+        }
+        None => Ok(rayon::current_num_threads()),
+    }
+}

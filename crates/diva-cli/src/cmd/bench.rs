@@ -298,17 +298,7 @@ fn llm_bench(a: LlmArgs) -> Result<ExitCode> {
     if a.repeat == 0 {
         bail!("--repeat 0: at least one round is needed");
     }
-    let threads = match a.threads {
-        Some(0) => bail!("--threads 0: give at least 1"),
-        Some(n) => {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build_global()
-                .context("cannot size the thread pool")?;
-            n
-        }
-        None => rayon::current_num_threads(),
-    };
+    let threads = crate::common::set_threads(a.threads)?;
     let path = cache::resolve_llm(&a.llm)?;
     let tok = diva_core::text::LlmTokenizer::from_path(&path)?;
     const TEXT: &str = "The history of speech recognition goes back to the 1950s, when researchers at Bell Labs built a system that could recognise spoken digits from a single speaker. ";

@@ -104,20 +104,7 @@ pub fn run(a: CascadeArgs) -> Result<std::process::ExitCode> {
     if a.device != "cpu" {
         bail!("--against cascade runs on the CPU (the peers are CPU engines): drop --device");
     }
-    let threads = match a.threads {
-        Some(0) => bail!("--threads 0: give at least 1"),
-        Some(n) => {
-            // Before the first candle op: candle sizes its GEMM threads from
-            // the same variable as rayon.
-            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build_global()
-                .context("cannot size the thread pool")?;
-            n
-        }
-        None => rayon::current_num_threads(),
-    };
+    let threads = crate::common::set_threads(a.threads)?;
     let model = match a.model.or_else(super::chat::default_model) {
         Some(m) => m,
         None => bail!("no trained model to time: pass --model DIR (a DiVA checkpoint)"),

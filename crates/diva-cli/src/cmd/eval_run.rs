@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use diva_core::generate::{Assistant, ConnectorSource};
 use diva_core::weights::cache;
 use diva_eval::bootstrap::BootstrapConfig;
@@ -148,19 +148,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if a.rounds == 0 {
         bail!("--rounds 0: the bootstrap needs at least 1 resample (10,000 is usual)");
     }
-    match a.threads {
-        Some(0) => bail!("--threads 0: give at least 1"),
-        Some(n) => {
-            // Before the first candle op: candle sizes its GEMM threads from
-            // the same variable as rayon.
-            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build_global()
-                .context("cannot size the thread pool")?;
-        }
-        None => {}
-    }
+    crate::common::set_threads(a.threads)?;
     if let Some(m) = &a.against {
         if !m.is_dir() {
             bail!(
