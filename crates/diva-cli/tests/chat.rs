@@ -4,18 +4,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-fn clip(rel: &str) -> String {
-    let home = std::env::var_os("DIVA_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/diva"));
-    let p = home.join("data").join(rel);
-    assert!(
-        p.is_file(),
-        "{} missing: run scripts/fetch-data",
-        p.display()
-    );
-    p.display().to_string()
-}
+mod common;
+use common::clip;
 
 fn diva(args: &[&str]) -> (bool, String, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_diva"))

@@ -1,34 +1,16 @@
 //! The `diva` binary as a user runs it: results on stdout, diagnostics on
 //! stderr, non-zero exit on failure, clear messages for bad input.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
+
+mod common;
+use common::{clip, text};
 
 fn diva(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_diva"))
         .args(args)
         .output()
         .expect("run diva")
-}
-
-fn diva_home() -> PathBuf {
-    std::env::var_os("DIVA_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/diva"))
-}
-
-fn clip(rel: &str) -> String {
-    let p = diva_home().join("data").join(rel);
-    assert!(
-        p.is_file(),
-        "{} missing: run scripts/fetch-data (the test command does)",
-        p.display()
-    );
-    p.display().to_string()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 const LIBRIVOX: &str = "pocketsphinx/librivox/sense_and_sensibility_01_austen_64kb-0880.wav";

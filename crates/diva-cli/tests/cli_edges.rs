@@ -3,25 +3,11 @@
 //! colour codes when it is not a terminal.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn diva_home() -> PathBuf {
-    std::env::var_os("DIVA_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/diva"))
-}
-
-fn clip(rel: &str) -> String {
-    let p = diva_home().join("data").join(rel);
-    assert!(
-        p.is_file(),
-        "{} missing: run scripts/fetch-data",
-        p.display()
-    );
-    p.display().to_string()
-}
+mod common;
+use common::{clip, text};
 
 fn diva() -> Command {
     Command::new(env!("CARGO_BIN_EXE_diva"))
@@ -29,10 +15,6 @@ fn diva() -> Command {
 
 fn run(args: &[&str]) -> Output {
     diva().args(args).output().expect("run diva")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 const QUESTION: &str = "asterisk/sounds/vm-savefolder.wav"; // "Which folder should I save the message to?"

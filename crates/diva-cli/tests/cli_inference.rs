@@ -3,28 +3,11 @@
 //! output, model overrides, stdin audio, clear refusals (the closed-pipe,
 //! non-finite and colour edges are in cli_edges.rs).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-fn diva_home() -> PathBuf {
-    std::env::var_os("DIVA_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/diva"))
-}
-
-fn clip(rel: &str) -> String {
-    let p = diva_home().join("data").join(rel);
-    assert!(
-        p.is_file(),
-        "{} missing: run scripts/fetch-data",
-        p.display()
-    );
-    p.display().to_string()
-}
-
-fn model_path(rel: &str) -> String {
-    diva_home().join("models").join(rel).display().to_string()
-}
+mod common;
+use common::{clip, diva_home, model_path, text};
 
 fn diva() -> Command {
     Command::new(env!("CARGO_BIN_EXE_diva"))
@@ -32,10 +15,6 @@ fn diva() -> Command {
 
 fn run(args: &[&str]) -> Output {
     diva().args(args).output().expect("run diva")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 const QUESTION: &str = "asterisk/sounds/vm-savefolder.wav"; // "Which folder should I save the message to?"

@@ -8,21 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn diva_home() -> PathBuf {
-    std::env::var_os("DIVA_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/diva"))
-}
-
-fn clip(rel: &str) -> String {
-    let p = diva_home().join("data").join(rel);
-    assert!(
-        p.is_file(),
-        "{} missing: run scripts/fetch-data",
-        p.display()
-    );
-    p.display().to_string()
-}
+mod common;
+use common::clip;
 
 /// The client venv's python: tools/client/setup-venv (run by scripts/test).
 fn client_python() -> PathBuf {

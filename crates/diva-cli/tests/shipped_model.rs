@@ -8,11 +8,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-fn diva_home() -> PathBuf {
-    std::env::var_os("DIVA_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/diva"))
-}
+mod common;
+use common::diva_home;
 
 fn shipped() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/diva-tiny")

@@ -12,15 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn diva_home() -> PathBuf {
-    std::env::var_os("DIVA_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/diva"))
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+mod common;
+use common::{diva_home, text};
 
 /// A small manifest of short Asterisk prompts.
 fn manifest(dir: &Path, skip: usize, n: usize) -> PathBuf {

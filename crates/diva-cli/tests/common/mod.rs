@@ -1,0 +1,33 @@
+//! Helpers shared by the CLI test files (each file is its own crate and
+//! includes this module with `mod common;`; not every file uses every helper).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// `$DIVA_HOME`, else `~/.cache/diva`: where the models and data are fetched.
+pub fn diva_home() -> PathBuf {
+    std::env::var_os("DIVA_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/diva"))
+}
+
+/// A fetched speech clip under `$DIVA_HOME/data` (`scripts/fetch-data`).
+pub fn clip(rel: &str) -> String {
+    let p = diva_home().join("data").join(rel);
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/fetch-data",
+        p.display()
+    );
+    p.display().to_string()
+}
+
+/// A fetched model under `$DIVA_HOME/models`.
+pub fn model_path(rel: &str) -> String {
+    diva_home().join("models").join(rel).display().to_string()
+}
+
+/// Process output as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
