@@ -3,7 +3,8 @@
 //! with label extraction from replies, spoken-QA exact match, token F1 and
 //! PEDANTS, and paired bootstrap intervals and p-values between two systems;
 //! the blind A/B study's votes and win rates (`arena`); and `diva eval run`:
-//! tasks and prompts (`tasks`), the runner (`run`) and its report (`report`).
+//! tasks and prompts (`tasks`), the runner (`run`) and its report (`report`);
+//! importers of the evaluation datasets' HF parquet exports (`import`).
 
 pub mod arena;
 pub mod asr;
@@ -11,6 +12,7 @@ pub mod bleu;
 pub mod bootstrap;
 pub mod chrf;
 pub mod classify;
+pub mod import;
 pub mod manifest;
 pub mod pedant;
 mod pytext;

@@ -24,6 +24,18 @@ pub enum Cmd {
     /// translation, ASR) beside the cascade, the teacher or another model:
     /// paired-bootstrap intervals, results.json, report.md and a chart.
     Run(Box<run::Args>),
+    /// Turn an HF datasets parquet export (HeySQuAD, SD-QA, MELD, IEMOCAP,
+    /// MUStARD, CoVoST 2, VoiceBench) into a manifest for `diva eval run`.
+    #[command(after_help = "Examples:
+  diva eval import --format heysquad --in heysquad/validation-00000-of-00002.parquet --out data/heysquad
+  diva eval import --format meld --in meld/test/ --out data/meld
+  diva eval import --format covost2 --in covost2/en_de/ --out data/covost-de
+  diva eval import --format voicebench --in voicebench/sd-qa/usa-00000-of-00001.parquet --out data/vb-sdqa-usa
+
+Writes OUT/audio/<id>.<ext> (the embedded audio bytes) and OUT/manifest.jsonl;
+a rerun skips audio already written. The columns read per format are in
+docs/evaluation.md.")]
+    Import(ImportArgs),
     /// Word error rate of Whisper transcription on a JSONL manifest.
     #[command(after_help = "Examples:
   diva eval asr --manifest ~/.cache/diva/data/asterisk/manifest.jsonl
@@ -34,6 +46,102 @@ pub enum Cmd {
   diva eval arena --votes votes.sqlite
   diva eval arena --votes votes.sqlite --json --rounds 10000")]
     Arena(ArenaArgs),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum FormatArg {
+    /// HeySQuAD: `id`, `question`, `answers {text}`, `audio` → spoken-qa.
+    Heysquad,
+    /// SD-QA: `id`, `question`, `answers`, one audio column per dialect → spoken-qa.
+    Sdqa,
+    /// MELD: `Emotion`, `Utterance`, `audio` → classify (7 emotions).
+    Meld,
+    /// IEMOCAP: `emotion`/`major_emotion`/`label`, `transcription`, `audio` → classify.
+    Iemocap,
+    /// MUStARD: `sarcasm`, `utterance`, `audio` → classify (sarcastic / not sarcastic).
+    Mustard,
+    /// CoVoST 2: `sentence`, `translation`, `audio` → translate.
+    Covost2,
+    /// VoiceBench: `audio`, `prompt` and the subset's fields (sd-qa → spoken-qa).
+    Voicebench,
+}
+
+impl From<FormatArg> for diva_eval::import::Format {
+    fn from(f: FormatArg) -> Self {
+        use diva_eval::import::Format;
+        match f {
+            FormatArg::Heysquad => Format::HeySquad,
+            FormatArg::Sdqa => Format::SdQa,
+            FormatArg::Meld => Format::Meld,
+            FormatArg::Iemocap => Format::Iemocap,
+            FormatArg::Mustard => Format::Mustard,
+            FormatArg::Covost2 => Format::Covost2,
+            FormatArg::Voicebench => Format::VoiceBench,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// The dataset the export is of.
+    #[arg(long, value_enum)]
+    format: FormatArg,
+    /// A .parquet file or a directory of them (searched recursively).
+    #[arg(long = "in", value_name = "PATH")]
+    input: PathBuf,
+    /// Output directory: manifest.jsonl and audio/.
+    #[arg(long)]
+    out: PathBuf,
+    /// The text column (question, utterance, sentence, prompt) instead of the format's.
+    #[arg(long)]
+    text_column: Option<String>,
+    /// The label (classification), answers (spoken QA) or translation (CoVoST 2) column.
+    #[arg(long)]
+    label_column: Option<String>,
+    /// The audio column instead of `audio`.
+    #[arg(long)]
+    audio_column: Option<String>,
+    /// CoVoST 2: the target language (default: a `target_lang` column, else a
+    /// path component like `en_de`).
+    #[arg(long)]
+    target_lang: Option<String>,
+    /// VoiceBench: the subset (default: a path component naming one).
+    #[arg(long)]
+    subset: Option<String>,
+}
+
+fn import(a: ImportArgs) -> Result<ExitCode> {
+    let mut o = diva_eval::import::ImportOptions::new(a.format.into());
+    o.text_column = a.text_column;
+    o.label_column = a.label_column;
+    o.audio_column = a.audio_column;
+    o.target_lang = a.target_lang;
+    o.subset = a.subset;
+    let r = diva_eval::import::import(&a.input, &a.out, &o)?;
+    for s in &r.skipped {
+        eprintln!("{s}");
+    }
+    eprintln!(
+        "{} items ({} audio files written, {} already there, {} rows skipped)",
+        r.items,
+        r.written,
+        r.reused,
+        r.skipped.len()
+    );
+    crate::outln!("{}", r.manifest.display())?;
+    match r.task {
+        Some(t) => {
+            let mut hint = format!("diva eval run --task {t} --data {}", r.manifest.display());
+            if let Some(l) = &r.target_lang {
+                hint.push_str(&format!(" --target-lang {l}"));
+            }
+            eprintln!("evaluate with: {hint} --out DIR");
+        }
+        None => eprintln!(
+            "this VoiceBench subset has no `diva eval run` task yet (its fields are in the manifest)"
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(clap::Args)]
@@ -113,6 +221,7 @@ pub fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Asr(a) => a,
         Cmd::Arena(a) => return arena(a),
         Cmd::Run(a) => return run::run(*a),
+        Cmd::Import(a) => return import(a),
     };
     let mut items = manifest::read(&a.manifest).map_err(|e| anyhow!(e))?;
     items.sort_by(|x, y| x.id.cmp(&y.id));
