@@ -65,24 +65,6 @@ fn bench(c: &mut Criterion) {
         );
         assert!(diff < 1e-4, "{name}: max diff {diff}");
     }
-    // Decode: SmolLM2-135M's one new query (9 heads on 3 key/value heads)
-    // against a KV cache of 512 tokens: the direct path (`attention`) against
-    // the GEMM one (the differentiable op's forward) on the same inputs.
-    let (h, kv_heads, tk, d) = (9, 3, 512, 64);
-    let q = Tensor::randn(0f32, 1.0, (1, 1, h, d), &dev)
-        .unwrap()
-        .transpose(1, 2)
-        .unwrap();
-    let k = Tensor::randn(0f32, 1.0, (1, kv_heads, tk, d), &dev).unwrap();
-    let v = Tensor::randn(0f32, 1.0, (1, kv_heads, tk, d), &dev).unwrap();
-    let mut g = c.benchmark_group("smollm2 decode, 1 query vs 512 cached keys");
-    g.bench_function("gemm", |bch| {
-        bch.iter(|| attention::attention_with_grad(&q, &k, &v, 0.125, Some(tk - 1)).unwrap())
-    });
-    g.bench_function("direct", |bch| {
-        bch.iter(|| attention::attention(&q, &k, &v, 0.125, Some(tk - 1)).unwrap())
-    });
-    g.finish();
 }
 
 criterion_group!(benches, bench);

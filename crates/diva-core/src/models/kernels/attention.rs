@@ -70,7 +70,6 @@ pub fn attention(
         &BlockedAttention {
             scale,
             causal_offset,
-            direct: true,
         },
     )
 }
@@ -89,7 +88,6 @@ pub fn attention_with_grad(
         BlockedAttention {
             scale,
             causal_offset,
-            direct: false,
         },
     )
 }
@@ -97,11 +95,6 @@ pub fn attention_with_grad(
 struct BlockedAttention {
     scale: f32,
     causal_offset: Option<usize>,
-    /// Whether a call with one query may take [`BlockedAttention::one_query`]
-    /// (decode: with one query row per GEMM, `gemm` packed each head's whole
-    /// key matrix for a single dot product per key); the differentiable op
-    /// keeps the per-head path, whose probabilities its backward recomputes.
-    direct: bool,
 }
 
 /// A 4-D strided view of an f32 buffer.
@@ -330,65 +323,6 @@ impl BlockedAttention {
     }
 }
 
-impl BlockedAttention {
-    /// One query (a decode step): one task per (batch, key/value head),
-    /// whose `group` query heads are stacked into one GEMM against that
-    /// head's keys and then its values. The query heads of one position are
-    /// rows `group` apart by the head stride, and their outputs are
-    /// adjacent columns of the output row, so both are plain strided
-    /// matrices; `gemm` then packs each head's keys once for all `group`
-    /// rows instead of once per query head.
-    fn one_query(
-        &self,
-        (q, k, v): (&View, &View, &View),
-        (b, heads, d, kv_heads, tk): (usize, usize, usize, usize, usize),
-        out: &mut [f32],
-    ) {
-        let group = heads / kv_heads;
-        let width = heads * d;
-        let n_keys = self.keys_for(tk, 0, 1);
-        let out_ptr = OutPtr(out.as_mut_ptr());
-        (0..b * kv_heads)
-            .into_par_iter()
-            .for_each_init(Vec::<f32>::new, |p, task| {
-                let (bi, kh) = (task / kv_heads, task % kv_heads);
-                let h0 = kh * group;
-                p.clear();
-                p.resize(group * n_keys, 0.0);
-                let queries = Mat {
-                    ptr: q.at(bi, h0, 0),
-                    rs: q.strides[1],
-                    cs: q.strides[3],
-                };
-                // SAFETY: `open` checked the views' shapes: query heads
-                // h0..h0 + group of position 0 and keys/values 0..n_keys ≤ tk
-                // exist; `p` holds group × n_keys; this task alone writes
-                // columns h0·d..(h0 + group)·d of batch `bi`'s output row.
-                unsafe {
-                    matmul(
-                        (group, n_keys, d),
-                        dense(p.as_mut_ptr(), n_keys),
-                        false,
-                        queries,
-                        k.head(bi, kh, 0).t(),
-                        self.scale,
-                    );
-                    for row in p.chunks_mut(n_keys) {
-                        softmax_in_place(row);
-                    }
-                    matmul(
-                        (group, d, n_keys),
-                        dense(out_ptr.at(bi * width + h0 * d), d),
-                        false,
-                        dense(p.as_ptr(), n_keys),
-                        v.head(bi, kh, 0),
-                        1.0,
-                    );
-                }
-            });
-    }
-}
-
 impl CustomOp3 for BlockedAttention {
     fn name(&self) -> &'static str {
         "diva-blocked-attention"
@@ -419,10 +353,6 @@ impl CustomOp3 for BlockedAttention {
         let group = heads / kv_heads;
         let width = heads * d;
         let mut out = vec![0f32; b * tq * width];
-        if self.direct && tq == 1 {
-            self.one_query((&q, &k, &v), (b, heads, d, kv_heads, tk), &mut out);
-            return Ok((CpuStorage::F32(out), Shape::from((b, tq, width))));
-        }
         let out_ptr = OutPtr(out.as_mut_ptr());
         let blocks = tq.div_ceil(BLOCK_Q);
         // Task order (batch, head, block): a thread's consecutive tasks share
@@ -465,7 +395,6 @@ impl CustomOp3 for BlockedAttention {
             forward: BlockedAttention {
                 scale: self.scale,
                 causal_offset: self.causal_offset,
-                direct: false,
             },
             grad: grad.to_dtype(DType::F32)?.contiguous()?,
         };
@@ -743,35 +672,6 @@ mod tests {
         // …and a causal offset that hides keys changes the answer.
         let hidden = attention(&q, &k, &v, 0.5, Some(tk - 10)).unwrap();
         assert!(rel(&hidden, &full) > 1e-3);
-    }
-
-    /// One query (decode) on the stacked path, and a few on the blocked one,
-    /// against the plain path and the per-head path: grouped heads, a KV
-    /// cache (causal offset), cross attention, strided queries, a head size
-    /// that is not a multiple of 16, and a batch of two.
-    #[test]
-    fn one_and_few_queries_equal_the_plain_and_the_per_head_paths() {
-        let dev = Device::Cpu;
-        for (b, h, kv_heads, d) in [(1, 9, 3, 64), (2, 4, 4, 24), (1, 6, 1, 8)] {
-            for tq in 1..=3 {
-                for (tk, causal) in [(tq, Some(0)), (tq + 600, Some(600)), (37, None)] {
-                    let q = Tensor::randn(0f32, 1.0, (b, tq, h, d), &dev)
-                        .unwrap()
-                        .transpose(1, 2)
-                        .unwrap();
-                    let k = Tensor::randn(0f32, 1.0, (b, kv_heads, tk, d), &dev).unwrap();
-                    let v = Tensor::randn(0f32, 1.0, (b, kv_heads, tk, d), &dev).unwrap();
-                    let scale = (d as f64).powf(-0.5);
-                    let ours = attention(&q, &k, &v, scale as f32, causal).unwrap();
-                    let gemm = attention_with_grad(&q, &k, &v, scale as f32, causal).unwrap();
-                    let theirs = reference(&q, &k, &v, scale, causal);
-                    assert_eq!(ours.dims(), &[b, tq, h * d]);
-                    let what = format!("b {b} h {h}/{kv_heads} d {d} tq {tq} tk {tk} {causal:?}");
-                    assert!(rel(&ours, &theirs) < 1e-6, "{what}: vs plain");
-                    assert!(rel(&ours, &gemm) < 1e-6, "{what}: vs gemm");
-                }
-            }
-        }
     }
 
     #[test]
