@@ -712,11 +712,11 @@ fn covost2_takes_the_target_language_from_the_config_directory() {
 #[test]
 fn voicebench_keeps_each_subsets_fields() {
     let (_t, dir) = tmp();
-    // sd-qa: `audio`, `prompt`, `reference` (accepted answers), a split per dialect.
+    // sd-qa (hlt-lab/voicebench's card: `audio`, `prompt`, `reference: string`), one split
+    // per dialect (`sd-qa/usa-00000-of-00001.parquet`).
     let sd = dir.join("voicebench/sd-qa/usa-00000-of-00001.parquet");
     let schema = format!(
-        "message hf {{ {AUDIO} optional binary prompt (UTF8); \
-         required group reference (LIST) {{ repeated group list {{ required binary element (UTF8); }} }} }}"
+        "message hf {{ {AUDIO} optional binary prompt (UTF8); optional binary reference (UTF8); }}"
     );
     let [b, p] = audio_leaves(vec![Some(wav(100, 300.0))], vec![Some("usa_0.wav")]);
     write_parquet(
@@ -725,8 +725,8 @@ fn voicebench_keeps_each_subsets_fields() {
         vec![
             b,
             p,
-            opt(vec![Some(V::S("who sang thriller"))]),
-            list(vec![strs(&["Michael Jackson"])]),
+            present(strs(&["who sang thriller"])),
+            present(strs(&["Michael Jackson"])),
         ],
         None,
     );
@@ -743,7 +743,7 @@ fn voicebench_keeps_each_subsets_fields() {
     assert_eq!(l[0]["dialect"], "usa");
     assert_eq!(l[0]["text"], "who sang thriller");
     assert_eq!(l[0]["answers"], serde_json::json!(["Michael Jackson"]));
-    assert_eq!(l[0]["reference"], serde_json::json!(["Michael Jackson"]));
+    assert_eq!(l[0]["reference"], "Michael Jackson");
     let items = read_manifest(&r.manifest, Task::SpokenQa).unwrap();
     assert_eq!(items[0].accepted(), ["Michael Jackson"]);
 
