@@ -9,6 +9,7 @@
 # a summary table (diva as stored / llama.cpp) on stdout.
 #
 #   tools/reference/bench_vs_llama_cpp.sh [OUT] [REPEAT=3]
+#   WHAT=llm tools/reference/bench_vs_llama_cpp.sh    # only the LLM cells (WHAT=chat: only chat)
 #
 # Run it on an idle machine (pause background jobs with SIGSTOP first: the
 # ratios drift ±20% under load). Needs the reference venv with
@@ -23,8 +24,10 @@ var="$home/models/smollm2-variants"
 [ -f "$var/smollm2-q8_0.gguf" ] && [ -f "$var/smollm2-q4_k_m.gguf" ] ||
   "${DIVA_REF_VENV:-$home/venv-ref}/bin/python" tools/reference/make_quant_variants.py >&2
 mkdir -p "$out"
-printf '%-8s %3s %5s %22s %22s %18s\n' file thr P "prompt diva/llama.cpp" "decode diva/llama.cpp" "decode f32 mode"
+what=${WHAT:-all}
+[ "$what" = chat ] || printf '%-8s %3s %5s %22s %22s %18s\n' file thr P "prompt diva/llama.cpp" "decode diva/llama.cpp" "decode f32 mode"
 for f in q4_1 q8_0 q4_k_m; do
+  [ "$what" = chat ] && break
   case $f in q4_1) llm=smollm2 ;; *) llm="$var/smollm2-$f.gguf" ;; esac
   for t in 1 2; do
     for p in 128 512; do
@@ -45,6 +48,7 @@ PY
   done
 done
 for t in 1 2; do
+  [ "$what" = llm ] && break
   j="$out/chat-vs-cascade-${t}t-$day.json"
   RAYON_NUM_THREADS=$t "$bin" -q bench chat --against cascade --threads "$t" --repeat "$repeat" \
     2>/dev/null > "$j.tmp"
