@@ -26,6 +26,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use diva_core::audio::container::ext_from_path;
+pub use diva_core::audio::container::sniff_ext as sniff_audio_ext;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
 use parquet::schema::types::TypePtr;
@@ -222,37 +224,6 @@ pub fn parquet_files(input: &Path) -> Result<Vec<PathBuf>> {
         bail!("--in {}: no .parquet files in it", input.display());
     }
     Ok(out)
-}
-
-/// The file extension (no dot) of encoded audio from its magic bytes, `bin`
-/// when unknown.
-pub fn sniff_audio_ext(b: &[u8]) -> &'static str {
-    if b.starts_with(b"RIFF") {
-        "wav"
-    } else if b.starts_with(b"fLaC") {
-        "flac"
-    } else if b.starts_with(b"OggS") {
-        "ogg"
-    } else if b.starts_with(b"ID3")
-        || (b.len() >= 2 && b[0] == 0xFF && b[1] & 0xE0 == 0xE0 && b[1] & 0x06 != 0)
-    {
-        "mp3"
-    } else if b.len() >= 8 && &b[4..8] == b"ftyp" {
-        "m4a"
-    } else if b.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]) {
-        "webm"
-    } else {
-        "bin"
-    }
-}
-
-fn path_ext(path: &str) -> Option<String> {
-    let name = path.rsplit(['/', '\\']).next().unwrap_or(path);
-    let (stem, ext) = name.rsplit_once('.')?;
-    let ok = !stem.is_empty()
-        && (1..=5).contains(&ext.len())
-        && ext.bytes().all(|c| c.is_ascii_alphanumeric());
-    ok.then(|| ext.to_ascii_lowercase())
 }
 
 /// A path's file stem (`clips/a.wav` → `a`).
@@ -859,7 +830,7 @@ pub fn import(input: &Path, out: &Path, o: &ImportOptions) -> Result<ImportRepor
                 }
                 let ext = apath
                     .as_deref()
-                    .and_then(path_ext)
+                    .and_then(ext_from_path)
                     .unwrap_or_else(|| sniff_audio_ext(&bytes).to_string());
                 let name = format!("{stem}.{ext}");
                 if write_file(&audio_dir.join(&name), &bytes)? {

@@ -1,5 +1,6 @@
 //! The audio front end: any file → mono 16 kHz PCM → Whisper log-mel.
 
+pub mod container;
 pub mod decode;
 mod explain;
 pub mod load;

@@ -23,6 +23,8 @@ use parquet::record::Field;
 use parquet::schema::types::{SchemaDescriptor, Type, TypePtr};
 
 use super::manifest::{Item, SkipReason, Skipped};
+use diva_core::audio::container::ext_from_path;
+pub use diva_core::audio::container::sniff_ext as sniff_audio_ext;
 
 /// Transcript columns tried, in this order, when none is named: CommonVoice (`sentence`),
 /// LibriSpeech (`text`), FLEURS / others (`transcription`, `normalized_text`,
@@ -44,41 +46,6 @@ const SPLITS: &[&str] = &["train", "validation", "valid", "dev", "test"];
 /// Rows decoded per column batch. HF writes audio in row groups of ~100 rows; a small batch
 /// keeps the decoded audio bytes held at once bounded.
 const BATCH_ROWS: usize = 64;
-
-/// The file extension (no dot) for encoded audio, from its magic bytes: `wav`, `flac`, `mp3`,
-/// `ogg`, `m4a`, `webm`, or `bin` when unknown.
-pub fn sniff_audio_ext(bytes: &[u8]) -> &'static str {
-    let b = bytes;
-    if b.starts_with(b"RIFF") {
-        "wav"
-    } else if b.starts_with(b"fLaC") {
-        "flac"
-    } else if b.starts_with(b"OggS") {
-        "ogg"
-    // An ID3 tag, or an MPEG audio frame sync (11 set bits) whose layer field is not 00
-    // (which is ADTS AAC).
-    } else if b.starts_with(b"ID3")
-        || (b.len() >= 2 && b[0] == 0xFF && b[1] & 0xE0 == 0xE0 && b[1] & 0x06 != 0)
-    {
-        "mp3"
-    } else if b.len() >= 8 && &b[4..8] == b"ftyp" {
-        "m4a"
-    } else if b.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]) {
-        "webm"
-    } else {
-        "bin"
-    }
-}
-
-/// The extension of an HF `audio.path` value (`clip.MP3` → `mp3`), if it looks like one.
-fn path_ext(path: &str) -> Option<String> {
-    let name = file_name(path);
-    let (stem, ext) = name.rsplit_once('.')?;
-    let ok = !stem.is_empty()
-        && (1..=5).contains(&ext.len())
-        && ext.bytes().all(|c| c.is_ascii_alphanumeric());
-    ok.then(|| ext.to_ascii_lowercase())
-}
 
 /// The last component of a path written on any OS.
 fn file_name(path: &str) -> &str {
@@ -445,7 +412,7 @@ fn import_file(
             }
             let ext = audio_path
                 .as_deref()
-                .and_then(path_ext)
+                .and_then(ext_from_path)
                 .unwrap_or_else(|| sniff_audio_ext(&bytes).to_string());
             let target = audio_dir.join(format!("{stem}.{ext}"));
             write_audio(&target, &bytes)?;
@@ -467,12 +434,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn path_ext_and_sanitize() {
-        assert_eq!(path_ext("clips/a.MP3").as_deref(), Some("mp3"));
-        assert_eq!(path_ext(r"C:\x\b.flac").as_deref(), Some("flac"));
-        assert_eq!(path_ext("noext"), None);
-        assert_eq!(path_ext(".hidden"), None);
-        assert_eq!(path_ext("a.b c"), None);
+    fn sanitize_names() {
         assert_eq!(sanitize("a/b c.d"), "a_b_c.d");
         assert_eq!(sanitize(".x"), "_x");
     }
