@@ -5,8 +5,7 @@
 //! `diva eval run --task classify --cascade --limit 1` on the shipped model.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 use std::sync::Arc;
 
 use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
@@ -14,20 +13,8 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn diva(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_diva"))
-        .args(args)
-        .output()
-        .expect("run diva")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+mod common;
+use common::{repo_root as root, run_diva as diva, text};
 
 /// A row: utterance, emotion, audio bytes.
 type Row<'a> = (&'a str, &'a str, Vec<u8>);

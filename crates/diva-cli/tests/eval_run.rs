@@ -4,12 +4,10 @@
 //! rerun that reuses every finished reply; a four-clip classification task;
 //! and bad input refused with a message naming the problem.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::{repo_root as root, run_diva as diva, text};
 
 fn fixture(name: &str) -> String {
     root()
@@ -21,17 +19,6 @@ fn fixture(name: &str) -> String {
 
 fn shipped() -> String {
     root().join("models/diva-tiny").display().to_string()
-}
-
-fn diva(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_diva"))
-        .args(args)
-        .output()
-        .expect("run diva")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 fn read_json(p: &Path) -> serde_json::Value {

@@ -31,3 +31,16 @@ pub fn model_path(rel: &str) -> String {
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// The repository's root (fixtures, the shipped model).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Run the `diva` binary built for these tests.
+pub fn run_diva(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_diva"))
+        .args(args)
+        .output()
+        .expect("run diva")
+}
