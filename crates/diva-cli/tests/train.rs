@@ -13,28 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{diva_home, text};
-
-/// A small manifest of short Asterisk prompts.
-fn manifest(dir: &Path, skip: usize, n: usize) -> PathBuf {
-    let src = diva_home().join("data/asterisk/manifest.jsonl");
-    let body = std::fs::read_to_string(&src)
-        .unwrap_or_else(|e| panic!("{}: {e}: run scripts/fetch-data", src.display()));
-    let lines: Vec<&str> = body
-        .lines()
-        .filter(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let words = v["text"].as_str().unwrap().split_whitespace().count();
-            (2..=6).contains(&words)
-        })
-        .skip(skip)
-        .take(n)
-        .collect();
-    assert_eq!(lines.len(), n);
-    let p = dir.join(format!("m{skip}.jsonl"));
-    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
-    p
-}
+use common::{asterisk_manifest as manifest, text};
 
 const CONFIG: &str = "num_queries = 16\nbatch_size = 2\nmicro_batch = 2\nsteps = 6\n\
 checkpoint_every = 2\nkeep_last = 2\nval_every = 0\nval_reply_clips = 0\n";

@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{diva_home, text};
+use common::{asterisk_manifest as manifest, text};
 
 /// A small deterministic generator (xorshift64*) for the kill moments.
 struct Rng(u64);
@@ -31,27 +31,6 @@ impl Rng {
     fn millis(&mut self, lo: u64, hi: u64) -> Duration {
         Duration::from_millis(lo + self.below(hi - lo))
     }
-}
-
-/// `n` short Asterisk prompts after the first `skip`.
-fn manifest(dir: &Path, skip: usize, n: usize) -> PathBuf {
-    let src = diva_home().join("data/asterisk/manifest.jsonl");
-    let body = std::fs::read_to_string(&src)
-        .unwrap_or_else(|e| panic!("{}: {e}: run scripts/fetch-data", src.display()));
-    let lines: Vec<&str> = body
-        .lines()
-        .filter(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let words = v["text"].as_str().unwrap().split_whitespace().count();
-            (2..=6).contains(&words)
-        })
-        .skip(skip)
-        .take(n)
-        .collect();
-    assert_eq!(lines.len(), n);
-    let p = dir.join(format!("m{skip}.jsonl"));
-    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
-    p
 }
 
 const STEPS: u64 = 6;

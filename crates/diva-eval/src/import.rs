@@ -26,8 +26,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use diva_core::audio::container::ext_from_path;
 pub use diva_core::audio::container::sniff_ext as sniff_audio_ext;
+use diva_core::audio::container::{ext_from_path, safe_stem as sanitize};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
 use parquet::schema::types::TypePtr;
@@ -233,26 +233,6 @@ fn stem_of(path: &str) -> String {
         Some((s, _)) if !s.is_empty() => s.to_string(),
         _ => name.to_string(),
     }
-}
-
-/// `name` safe as a file stem: anything but ASCII letters, digits, `-`, `_`,
-/// `.` becomes `_`, a leading `.` too.
-fn sanitize(name: &str) -> String {
-    let mut s: String = name
-        .trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if s.starts_with('.') {
-        s.replace_range(0..1, "_");
-    }
-    s
 }
 
 /// Writes `bytes` to `path` unless a file of that size is there; via a

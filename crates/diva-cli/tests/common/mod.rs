@@ -44,3 +44,24 @@ pub fn run_diva(args: &[&str]) -> std::process::Output {
         .output()
         .expect("run diva")
 }
+
+/// `n` short (2–6 word) Asterisk prompts after the first `skip`, as a manifest in `dir`.
+pub fn asterisk_manifest(dir: &std::path::Path, skip: usize, n: usize) -> PathBuf {
+    let src = diva_home().join("data/asterisk/manifest.jsonl");
+    let body = std::fs::read_to_string(&src)
+        .unwrap_or_else(|e| panic!("{}: {e}: run scripts/fetch-data", src.display()));
+    let lines: Vec<&str> = body
+        .lines()
+        .filter(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let words = v["text"].as_str().unwrap().split_whitespace().count();
+            (2..=6).contains(&words)
+        })
+        .skip(skip)
+        .take(n)
+        .collect();
+    assert_eq!(lines.len(), n);
+    let p = dir.join(format!("m{skip}.jsonl"));
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+    p
+}

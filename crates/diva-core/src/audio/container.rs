@@ -38,6 +38,26 @@ pub fn ext_from_path(path: &str) -> Option<String> {
     ok.then(|| ext.to_ascii_lowercase())
 }
 
+/// `name` made safe as a file stem for an extracted clip: anything but ASCII letters, digits,
+/// `-`, `_` and `.` becomes `_`, and a leading `.` too (no hidden files).
+pub fn safe_stem(name: &str) -> String {
+    let mut s: String = name
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.starts_with('.') {
+        s.replace_range(0..1, "_");
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

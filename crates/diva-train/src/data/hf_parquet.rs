@@ -23,8 +23,8 @@ use parquet::record::Field;
 use parquet::schema::types::{SchemaDescriptor, Type, TypePtr};
 
 use super::manifest::{Item, SkipReason, Skipped};
-use diva_core::audio::container::ext_from_path;
 pub use diva_core::audio::container::sniff_ext as sniff_audio_ext;
+use diva_core::audio::container::{ext_from_path, safe_stem as sanitize};
 
 /// Transcript columns tried, in this order, when none is named: CommonVoice (`sentence`),
 /// LibriSpeech (`text`), FLEURS / others (`transcription`, `normalized_text`,
@@ -50,26 +50,6 @@ const BATCH_ROWS: usize = 64;
 /// The last component of a path written on any OS.
 fn file_name(path: &str) -> &str {
     path.rsplit(['/', '\\']).next().unwrap_or(path)
-}
-
-/// `name` made safe as a file stem: anything but ASCII letters, digits, `-`, `_` and `.`
-/// becomes `_`, and a leading `.` too (no hidden files).
-fn sanitize(name: &str) -> String {
-    let mut s: String = name
-        .trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if s.starts_with('.') {
-        s.replace_range(0..1, "_");
-    }
-    s
 }
 
 /// The split named by an HF parquet file path: `train.parquet`,
