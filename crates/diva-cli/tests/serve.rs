@@ -974,3 +974,66 @@ fn a_connection_that_never_finishes_its_headers_is_closed() {
     let text = String::from_utf8_lossy(&buf);
     assert!(!text.contains("200 OK"), "{text}");
 }
+
+/// A mono 16 kHz 16-bit WAV of `secs` seconds of a quiet 440 Hz tone.
+fn tone_wav(secs: f64) -> Vec<u8> {
+    let n = (secs * 16_000.0) as u32;
+    let mut w = Vec::with_capacity(44 + 2 * n as usize);
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + 2 * n).to_le_bytes());
+    w.extend_from_slice(b"WAVE");
+    w.extend_from_slice(b"fmt ");
+    // fmt size 16; PCM, 1 channel; 16 kHz; 32,000 bytes/s; block align 2, 16 bits.
+    for v in [16u32, 1 | (1 << 16), 16_000, 32_000, 2 | (16 << 16)] {
+        w.extend_from_slice(&v.to_le_bytes());
+    }
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(2 * n).to_le_bytes());
+    for i in 0..n {
+        let x = (0.2 * (std::f64::consts::TAU * 440.0 * f64::from(i) / 16_000.0).sin() * 32767.0)
+            as i16;
+        w.extend_from_slice(&x.to_le_bytes());
+    }
+    w
+}
+
+/// Issue 20: audio past the limit is refused from its header (the 400 names the
+/// declared length), for chat (the model's 30 s window) and for transcriptions
+/// (`--max-audio-s`); audio within it is answered.
+#[test]
+fn over_long_audio_is_refused_from_its_header() {
+    use base64::Engine;
+    let server = start(&["--max-audio-s", "3"]);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(tone_wav(40.0));
+    let body = format!(
+        r#"{{"max_tokens": 4, "messages": [{{"role":"user","content":[{{"type":"input_audio","input_audio":{{"data":"{b64}","format":"wav"}}}}]}}]}}"#
+    );
+    let r = post(&server.addr, "/v1/chat/completions", &body, "");
+    assert!(r.starts_with("HTTP/1.1 400"), "{}", &r[..r.len().min(400)]);
+    assert!(
+        r.contains("longer than the 30 s limit") && r.contains("declares 40.00 s"),
+        "{r}"
+    );
+
+    let transcribe = |wav: Vec<u8>| {
+        let mut form = Vec::new();
+        form.extend_from_slice(b"--XyZ\r\ncontent-disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--XyZ\r\ncontent-disposition: form-data; name=\"file\"; filename=\"tone.wav\"\r\ncontent-type: audio/wav\r\n\r\n");
+        form.extend_from_slice(&wav);
+        form.extend_from_slice(b"\r\n--XyZ--\r\n");
+        let mut s = TcpStream::connect(&server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
+        s.write_all(format!("POST /v1/audio/transcriptions HTTP/1.1\r\nhost: x\r\ncontent-type: multipart/form-data; boundary=XyZ\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", form.len()).as_bytes()).unwrap();
+        s.write_all(&form).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let r = transcribe(tone_wav(5.0));
+    assert!(r.starts_with("HTTP/1.1 400"), "{}", &r[..r.len().min(400)]);
+    assert!(
+        r.contains("longer than the 3 s limit") && r.contains("declares 5.00 s"),
+        "{r}"
+    );
+    let r = transcribe(tone_wav(2.0));
+    assert!(r.starts_with("HTTP/1.1 200"), "{}", &r[..r.len().min(400)]);
+}

@@ -6,9 +6,12 @@
 use std::f64::consts::TAU;
 use std::path::{Path, PathBuf};
 
-use diva_core::audio::decode::{decode_bytes, decode_file, DecodedAudio};
+use diva_core::audio::decode::{decode_bytes, decode_file, decode_file_limited, DecodedAudio};
 use diva_core::audio::resample::resample;
-use diva_core::audio::{downmix, load_pcm_16k, load_pcm_16k_bytes, SILENCE_PEAK};
+use diva_core::audio::{
+    downmix, load_pcm_16k, load_pcm_16k_bytes, load_pcm_16k_bytes_limited, load_pcm_16k_limited,
+    SILENCE_PEAK,
+};
 use diva_core::Error;
 use rand::{Rng, SeedableRng};
 
@@ -818,6 +821,81 @@ fn real_recordings_load_at_16k() {
             peak > 0.01 && peak <= 1.01,
             "{}: peak {peak}",
             path.display()
+        );
+    }
+}
+
+/// Issue 20: audio over a length limit is refused before it is decoded in full: from the
+/// declared length when the container has one (no packet decoded), else as soon as the
+/// decoded frames pass the limit (the error says where it stopped).
+#[test]
+fn audio_over_the_length_limit_is_refused_before_a_full_decode() {
+    let scratch = Scratch::new();
+    let rate = 8_000;
+    let minute = wav_bytes(
+        &[sine(440.0, rate, 60 * rate as usize, 0.5)],
+        rate,
+        Fmt::S16,
+    );
+
+    // A declared length: refused from the header.
+    let path = scratch.write("minute.wav", &minute);
+    let msg = expect_audio_error(
+        decode_file_limited(&path, Some(30.0)),
+        &path,
+        &[
+            "longer than the 30 s limit",
+            "header declares 60.00 s",
+            "trim",
+        ],
+    );
+    println!("60 s WAV, 30 s limit: {msg}");
+    expect_audio_error(
+        load_pcm_16k_bytes_limited(minute.clone(), Some("wav"), &path, Some(29.5)),
+        &path,
+        &["longer than the 29.5 s limit", "header declares 60.00 s"],
+    );
+
+    // A streaming WAV declares nothing: decoding stops just past the limit, not at 60 s.
+    let mut streaming = minute.clone();
+    streaming[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    streaming[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+    let path = scratch.write("streaming_minute.wav", &streaming);
+    let msg = expect_audio_error(
+        decode_file_limited(&path, Some(10.0)),
+        &path,
+        &["longer than the 10 s limit", "stopped at 10."],
+    );
+    println!("streaming 60 s WAV, 10 s limit: {msg}");
+
+    // Under the limit, or no limit: decoded in full, identical to the unlimited decode.
+    let path = scratch.write("minute_ok.wav", &minute);
+    let full = decode_file(&path).unwrap();
+    assert_eq!(full.frames(), 60 * rate as usize);
+    // Exactly at the limit passes; so does the slack past it, and no more.
+    assert_eq!(decode_file_limited(&path, Some(60.0)).unwrap(), full);
+    assert!(decode_file_limited(&path, Some(59.96)).is_ok());
+    assert!(decode_file_limited(&path, Some(59.9)).is_err());
+    assert_eq!(decode_file_limited(&path, None).unwrap(), full);
+    assert_eq!(
+        load_pcm_16k_limited(&path, Some(61.0)).unwrap(),
+        load_pcm_16k(&path).unwrap()
+    );
+
+    // The compressed fixtures (declared or not, whichever their container does).
+    let dir = fixture_dir();
+    for file in ["clip.flac", "clip.mp3", "clip.ogg"] {
+        let path = dir.join(file);
+        let secs = decode_file(&path).unwrap().duration_secs();
+        let msg = expect_audio_error(
+            decode_file_limited(&path, Some(0.5)),
+            &path,
+            &["longer than the 0.5 s limit"],
+        );
+        println!("{file} ({secs:.2} s), 0.5 s limit: {msg}");
+        assert!(
+            decode_file_limited(&path, Some(secs + 0.1)).is_ok(),
+            "{file}"
         );
     }
 }

@@ -287,8 +287,15 @@ pub(crate) fn decode_audio(
             ));
         }
     }
-    let pcm = diva_core::audio::load_pcm_16k_bytes(bytes, format.as_deref(), Path::new(at))
-        .map_err(|e| ApiError::bad_request(format!("{e}"), Some(param)))?;
+    // Refused from the header (or as soon as decoding passes it), not after decoding
+    // an hour of audio; the exact check on the resampled length follows.
+    let pcm = diva_core::audio::load_pcm_16k_bytes_limited(
+        bytes,
+        format.as_deref(),
+        Path::new(at),
+        Some(MAX_AUDIO_SECONDS),
+    )
+    .map_err(|e| ApiError::bad_request(format!("{e}"), Some(param)))?;
     if pcm.is_empty() {
         return Err(ApiError::bad_request(
             format!("{at}: the audio has no samples"),
@@ -296,7 +303,7 @@ pub(crate) fn decode_audio(
         ));
     }
     let secs = pcm.len() as f64 / 16_000.0;
-    if secs > MAX_AUDIO_SECONDS + 0.05 {
+    if secs > MAX_AUDIO_SECONDS + diva_core::audio::decode::LENGTH_SLACK_SECS {
         return Err(ApiError::bad_request(
             format!("{at}: {secs:.1} s of audio; DiVA hears one {MAX_AUDIO_SECONDS:.0} s window, so send at most that"),
             Some(param),

@@ -40,6 +40,10 @@ pub struct ServeOptions {
     /// Requests that may wait while `max_batch` run; more get 429.
     pub max_queue: usize,
     pub max_body_bytes: usize,
+    /// Longest upload `/v1/audio/transcriptions` accepts, refused from its header (or
+    /// as soon as decoding passes it) rather than after decoding it all. Chat audio is
+    /// always limited to the model's 30 s window.
+    pub max_audio_seconds: f64,
     /// The A/B study's vote database (with a second system loaded).
     pub votes: Option<std::path::PathBuf>,
     /// A request body must arrive within this (a slow sender gets 408).
@@ -610,15 +614,25 @@ pub async fn read_transcription_form(
 }
 
 /// An uploaded file → 16 kHz PCM, its format guessed from the extension of `name` (the
-/// form's file name); errors are 400s naming the file.
-pub fn upload_pcm(file: Vec<u8>, name: Option<&str>) -> Result<Vec<f32>, ApiError> {
+/// form's file name); errors are 400s naming the file. Audio longer than `max_seconds`
+/// is refused before it is decoded in full.
+pub fn upload_pcm(
+    file: Vec<u8>,
+    name: Option<&str>,
+    max_seconds: f64,
+) -> Result<Vec<f32>, ApiError> {
     let label = name.unwrap_or("file");
     let ext = name
         .and_then(|n| std::path::Path::new(n).extension())
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
-    diva_core::audio::load_pcm_16k_bytes(file, ext.as_deref(), std::path::Path::new(label))
-        .map_err(|e| ApiError::bad_request(format!("{e}"), Some("file")))
+    diva_core::audio::load_pcm_16k_bytes_limited(
+        file,
+        ext.as_deref(),
+        std::path::Path::new(label),
+        Some(max_seconds),
+    )
+    .map_err(|e| ApiError::bad_request(format!("{e}"), Some("file")))
 }
 
 async fn transcriptions_inner(
@@ -648,9 +662,12 @@ async fn transcriptions_inner(
             Some("language"),
         ));
     }
-    let pcm = tokio::task::spawn_blocking(move || upload_pcm(file.to_vec(), name.as_deref()))
-        .await
-        .map_err(|e| ApiError::internal(format!("audio decoding failed: {e}")))??;
+    let max_seconds = s.opts.max_audio_seconds;
+    let pcm = tokio::task::spawn_blocking(move || {
+        upload_pcm(file.to_vec(), name.as_deref(), max_seconds)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("audio decoding failed: {e}")))??;
     if pcm.is_empty() {
         return Err(ApiError::bad_request(
             "the audio has no samples",

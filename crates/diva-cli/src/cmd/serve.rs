@@ -44,6 +44,11 @@ pub struct Args {
     /// Largest request body, in MB (base64 audio included); more get 413.
     #[arg(long, default_value_t = 25)]
     max_body_mb: usize,
+    /// Longest audio /v1/audio/transcriptions accepts, in seconds; longer
+    /// uploads get 400 before they are decoded (chat audio is always at most
+    /// the model's 30 s window).
+    #[arg(long, default_value_t = 1800.0, value_parser = seconds)]
+    max_audio_s: f64,
     /// Seconds a request body may take to arrive; a slower client gets 408.
     #[arg(long, default_value_t = 30.0, value_parser = seconds)]
     body_timeout_s: f64,
@@ -120,6 +125,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         max_batch: a.max_batch,
         max_queue: a.max_queue,
         max_body_bytes: a.max_body_mb.saturating_mul(1_000_000),
+        max_audio_seconds: a.max_audio_s,
         votes: a.votes,
         body_timeout: std::time::Duration::from_secs_f64(a.body_timeout_s),
         audio_cache: a.audio_cache,

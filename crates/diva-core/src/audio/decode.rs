@@ -11,6 +11,11 @@
 //! A file that ends early (a recorder killed mid-write) decodes to what is there, with one
 //! warning, as sox and ffmpeg do.
 //!
+//! Length limit: [`decode_file_limited`] / [`decode_bytes_limited`] refuse audio longer than
+//! a given number of seconds *before* decoding it in full: from the length the container
+//! declares when it declares one, else as soon as the decoded frames pass the limit, so an
+//! hour of MP3 sent to a 30 s endpoint costs one header read, not an hour of decoding.
+//!
 //! Logs: diva's own warnings about a file are collected while it decodes and logged once
 //! each, as `FILE: what`. symphonia logs through the `log` crate (bridged into `tracing`
 //! by tracing-subscriber); its lines are emitted inside a `decoding{file=…}` span so they
@@ -39,6 +44,11 @@ use crate::{Error, Result};
 /// position) could be decoded. A little slack is needed because encoders round the
 /// declared length and decoders may drop a final partial packet.
 pub const TRUNCATION_THRESHOLD: f64 = 0.9;
+
+/// Audio may run this much past a length limit before it is refused: encoders pad a few
+/// milliseconds (an MP3's encoder delay, a resampler's tail), and a "30 s" recording is
+/// rarely exactly 480,000 samples.
+pub const LENGTH_SLACK_SECS: f64 = 0.05;
 
 /// The list of formats quoted in "not a recognised audio file" errors.
 pub const SUPPORTED_FORMATS: &str = "WAV, FLAC, MP3, OGG/Vorbis";
@@ -78,6 +88,12 @@ impl DecodedAudio {
 
 /// Decode the audio file at `path`. The file extension is used as a format hint.
 pub fn decode_file(path: &Path) -> Result<DecodedAudio> {
+    decode_file_limited(path, None)
+}
+
+/// [`decode_file`], refusing audio longer than `max_seconds` (when given, with
+/// [`LENGTH_SLACK_SECS`] of slack) before it is decoded in full.
+pub fn decode_file_limited(path: &Path, max_seconds: Option<f64>) -> Result<DecodedAudio> {
     let meta = std::fs::metadata(path).map_err(|e| Error::audio(path, open_problem(&e)))?;
     if meta.is_dir() {
         return Err(Error::audio(path, "is a directory, not an audio file"));
@@ -95,7 +111,7 @@ pub fn decode_file(path: &Path) -> Result<DecodedAudio> {
             ));
         }
         let ext = path.extension().and_then(|e| e.to_str());
-        return decode_bytes(bytes, ext, path);
+        return decode_bytes_limited(bytes, ext, path, max_seconds);
     }
     if meta.len() == 0 {
         return Err(Error::audio(path, "empty file (0 bytes)"));
@@ -111,7 +127,7 @@ pub fn decode_file(path: &Path) -> Result<DecodedAudio> {
         return Err(Error::audio(path, "empty file (0 bytes)"));
     }
     let ext = path.extension().and_then(|e| e.to_str());
-    decode_source(Box::new(file), ext, path, &head)
+    decode_source(Box::new(file), ext, path, &head, max_seconds)
 }
 
 /// Decode an in-memory audio file (e.g. an upload). `extension_hint` is the file
@@ -120,6 +136,17 @@ pub fn decode_bytes(
     bytes: Vec<u8>,
     extension_hint: Option<&str>,
     name: &Path,
+) -> Result<DecodedAudio> {
+    decode_bytes_limited(bytes, extension_hint, name, None)
+}
+
+/// [`decode_bytes`], refusing audio longer than `max_seconds` (when given) before it is
+/// decoded in full.
+pub fn decode_bytes_limited(
+    bytes: Vec<u8>,
+    extension_hint: Option<&str>,
+    name: &Path,
+    max_seconds: Option<f64>,
 ) -> Result<DecodedAudio> {
     if bytes.is_empty() {
         return Err(Error::audio(name, "empty file (0 bytes)"));
@@ -130,6 +157,7 @@ pub fn decode_bytes(
         extension_hint,
         name,
         &head,
+        max_seconds,
     )
 }
 
@@ -146,6 +174,7 @@ fn decode_source(
     ext: Option<&str>,
     name: &Path,
     head: &[u8],
+    max_seconds: Option<f64>,
 ) -> Result<DecodedAudio> {
     let mut notes = Notes::default();
     let result = {
@@ -155,7 +184,7 @@ fn decode_source(
         // symphonia is written not to panic on malformed input, but a server or a batch
         // job must survive the odd bug: turn a panic into an ordinary "corrupt data" error.
         catch_unwind(AssertUnwindSafe(|| {
-            decode_stream(source, ext, name, head, &mut notes)
+            decode_stream(source, ext, name, head, max_seconds, &mut notes)
         }))
     };
     notes.log(name);
@@ -200,6 +229,7 @@ fn decode_stream(
     ext: Option<&str>,
     name: &Path,
     head: &[u8],
+    max_seconds: Option<f64>,
     notes: &mut Notes,
 ) -> Result<DecodedAudio> {
     let mut hint = Hint::new();
@@ -277,6 +307,21 @@ fn decode_stream(
         if let Some(n) = params.n_frames {
             *declared_frames.get_or_insert(0) += n;
         }
+        // Refuse from the declared length when there is one: no packet is decoded. A
+        // streaming WAV's sizes (0xFFFFFFFF) declare nothing; the decode loop catches it.
+        let declares = !wav.as_ref().is_some_and(WavInfo::length_unknown);
+        if let (Some(max), Some(n), Some(rate), true) =
+            (max_seconds, declared_frames, params.sample_rate, declares)
+        {
+            let secs = n as f64 / f64::from(rate);
+            if secs > max + LENGTH_SLACK_SECS {
+                return Err(too_long(
+                    name,
+                    max,
+                    &format!("the header declares {secs:.2} s"),
+                ));
+            }
+        }
         let mut decoder = symphonia::default::get_codecs()
             .make(&params, &DecoderOptions::default())
             .map_err(|e| Error::audio(name, codec_problem(&e, params.codec)))?;
@@ -348,6 +393,20 @@ fn decode_stream(
                         channel.extend_from_slice(planar.scratch.chan(c));
                     }
                     stats.frames += decoded.frames() as u64;
+                    // No declared length (or a lying one): stop as soon as the limit is
+                    // passed instead of decoding the rest.
+                    if let Some(max) = max_seconds {
+                        if stats.frames as f64 > (max + LENGTH_SLACK_SECS) * f64::from(spec.rate) {
+                            return Err(too_long(
+                                name,
+                                max,
+                                &format!(
+                                    "more than that decoded, stopped at {:.1} s",
+                                    stats.frames as f64 / f64::from(spec.rate)
+                                ),
+                            ));
+                        }
+                    }
                 }
                 Err(SymError::DecodeError(msg)) => {
                     notes.add(format!("skipping undecodable packet: {msg}"));
@@ -449,6 +508,20 @@ fn decode_stream(
         channels: planar.channels,
         sample_rate: planar.sample_rate,
     })
+}
+
+/// The error for audio over a length limit: `how` says how we know.
+fn too_long(name: &Path, max: f64, how: &str) -> Error {
+    // 30.05 stays 30.05, 1800.0 prints as 1800.
+    let max = format!("{max:.2}");
+    let max = max.trim_end_matches('0').trim_end_matches('.');
+    Error::audio(
+        name,
+        format!(
+            "audio is longer than the {max} s limit ({how}); trim it to at most {max} s \
+             (e.g. `sox in.wav out.wav trim 0 {max}`)"
+        ),
+    )
 }
 
 #[derive(Default)]

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::decode::{decode_bytes, decode_file, DecodedAudio};
+use super::decode::{decode_bytes_limited, decode_file_limited, DecodedAudio};
 use super::resample::resample;
 use crate::{Error, Result};
 
@@ -16,14 +16,31 @@ pub const SILENCE_PEAK: f32 = 1e-4;
 /// Decode `path`, downmix to mono by averaging the channels, resample to 16 kHz and
 /// reject silent audio.
 pub fn load_pcm_16k(path: &Path) -> Result<Vec<f32>> {
-    let audio = decode_file(path)?;
+    load_pcm_16k_limited(path, None)
+}
+
+/// [`load_pcm_16k`], refusing audio longer than `max_seconds` (when given) before it is
+/// decoded in full (see [`decode_file_limited`]).
+pub fn load_pcm_16k_limited(path: &Path, max_seconds: Option<f64>) -> Result<Vec<f32>> {
+    let audio = decode_file_limited(path, max_seconds)?;
     to_pcm_16k(&audio, path)
 }
 
 /// [`load_pcm_16k`] for an in-memory file (an upload): `ext_hint` is the file extension
 /// without the dot, if known; `name` is only used in error messages.
 pub fn load_pcm_16k_bytes(bytes: Vec<u8>, ext_hint: Option<&str>, name: &Path) -> Result<Vec<f32>> {
-    let audio = decode_bytes(bytes, ext_hint, name)?;
+    load_pcm_16k_bytes_limited(bytes, ext_hint, name, None)
+}
+
+/// [`load_pcm_16k_bytes`], refusing audio longer than `max_seconds` (when given) before it
+/// is decoded in full (see [`decode_bytes_limited`]).
+pub fn load_pcm_16k_bytes_limited(
+    bytes: Vec<u8>,
+    ext_hint: Option<&str>,
+    name: &Path,
+    max_seconds: Option<f64>,
+) -> Result<Vec<f32>> {
+    let audio = decode_bytes_limited(bytes, ext_hint, name, max_seconds)?;
     to_pcm_16k(&audio, name)
 }
 
