@@ -1,11 +1,11 @@
 //! Inference attention on CPU f32: the matmul–softmax–matmul path against the
-//! blocked kernel (`models::kernels::attention`), at the shapes diva runs.
+//! blocked kernel (`ops::attention`), at the shapes diva runs.
 //!
 //! `cargo bench -p diva-core --bench attention` (RAYON_NUM_THREADS sets threads).
 
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion};
-use diva_core::models::kernels::{attention, softmax};
+use diva_core::ops::{attention, rowwise};
 
 /// The former path: heads copied out, scores materialised, softmax, `P·V`,
 /// heads merged back.
@@ -13,7 +13,7 @@ fn plain(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Tensor {
     let (b, h, tq, d) = q.dims4().unwrap();
     let q = (q.contiguous().unwrap() * scale).unwrap();
     let s = q.matmul(&k.t().unwrap()).unwrap();
-    let p = softmax::softmax_last_dim(&s).unwrap();
+    let p = rowwise::softmax_last_dim(&s).unwrap();
     p.matmul(v)
         .unwrap()
         .transpose(1, 2)

@@ -5,7 +5,7 @@
 
 use candle_core::quantized::GgmlDType;
 use candle_core::Device;
-use diva_core::models::kernels::quant::{self, Isa, QMatrix, QType};
+use diva_core::ops::quant::{self, Isa, QMatrix, QType};
 use diva_core::testing::real_model;
 use diva_core::weights::gguf::GgufFile;
 

@@ -5,11 +5,11 @@
 //! through (the connector, the LLM) must run in [`Exec::Autograd`]; frozen,
 //! inference-only paths use [`Exec::Fused`]. Both compute the same function.
 //! On CPU (f32/f64) the autograd norms and softmax are fused kernels with
-//! their own backward (`kernels::rowwise`); elsewhere they are elementary ops.
+//! their own backward (`ops::rowwise`); elsewhere they are elementary ops.
 
 use candle_core::{DType, Result, Tensor, D};
 
-use super::kernels::rowwise;
+use crate::ops::rowwise;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Exec {
@@ -30,27 +30,7 @@ pub fn compute_dtype(dtype: DType) -> DType {
     }
 }
 
-/// Additive mask `[tq, tk]`: 0 where key `j ≤ offset + i`, −∞ elsewhere
-/// (query `i` sits at absolute position `offset + i`).
-pub fn causal_mask(
-    tq: usize,
-    tk: usize,
-    offset: usize,
-    device: &candle_core::Device,
-) -> Result<Tensor> {
-    let v: Vec<f32> = (0..tq)
-        .flat_map(|i| {
-            (0..tk).map(move |j| {
-                if j <= offset + i {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
-                }
-            })
-        })
-        .collect();
-    Tensor::from_vec(v, (tq, tk), device)
-}
+pub use crate::ops::attention::causal_mask;
 
 /// LayerNorm over the last dimension with affine weight and bias.
 pub fn layer_norm(
@@ -98,7 +78,7 @@ pub fn softmax_last(x: &Tensor, exec: Exec) -> Result<Tensor> {
         return softmax_last(&x.to_dtype(DType::F32)?, exec)?.to_dtype(dtype);
     }
     match exec {
-        Exec::Fused => crate::models::kernels::softmax::softmax_last_dim(x),
+        Exec::Fused => crate::ops::rowwise::softmax_last_dim(x),
         Exec::Autograd if rowwise::supported(x) => rowwise::softmax(x),
         Exec::Autograd => {
             let max = x.max_keepdim(D::Minus1)?.detach();

@@ -27,7 +27,7 @@
 
 use candle_core::backend::BackendStorage;
 
-use crate::models::kernels::few_rows;
+use crate::ops::few_rows;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, D,
 };

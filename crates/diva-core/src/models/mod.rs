@@ -4,7 +4,6 @@ pub mod checkpoint;
 pub mod connector;
 pub mod diva;
 pub mod exec;
-pub mod kernels;
 pub mod linear;
 pub mod llm;
 pub mod shapes;

@@ -8,10 +8,10 @@ use candle_core::{DType, Module, Result, Tensor, D};
 
 use super::rope::Rope;
 use crate::models::exec::{self, Exec};
-use crate::models::kernels::quant::{self, QMatrix};
-use crate::models::kernels::quant_f32;
-use crate::models::kernels::{activations, attention, rowwise};
 use crate::models::linear::Linear;
+use crate::ops::quant::{self, QMatrix};
+use crate::ops::quant_f32;
+use crate::ops::{activations, attention, rowwise};
 
 /// A projection `y = x Wᵀ (+ b)`. Quantized weights stay quantized for
 /// inference, in their GGUF blocks (`Blocks`, on [`quant`] with 8-bit

@@ -10,8 +10,8 @@ use candle_core::{DType, Device, Result, Tensor};
 use super::config::LlmConfig;
 use super::layers::{Block, KvCache, Proj, RmsNorm};
 use super::rope::Rope;
-use crate::models::kernels::attention;
 use crate::models::Exec;
+use crate::ops::attention;
 
 #[derive(Debug, Clone)]
 pub struct Llm {

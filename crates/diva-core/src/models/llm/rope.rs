@@ -3,7 +3,8 @@
 use candle_core::{DType, Device, Result, Tensor, D};
 
 use super::config::{Llama3Scaling, LlmConfig, RopeStyle};
-use crate::models::{kernels, Exec};
+use crate::models::Exec;
+use crate::ops;
 
 /// Precomputed `cos`/`sin` tables `[max_positions, head_dim / 2]`.
 #[derive(Debug, Clone)]
@@ -70,7 +71,7 @@ impl Rope {
 
     /// Split a projection `x` `[b, t, n_head·head_dim]` into rotated heads
     /// `[b, n_head, t, head_dim]` (contiguous), the first row at `offset`.
-    /// In training on CPU this is one graph node (`kernels::rope`).
+    /// In training on CPU this is one graph node (`ops::rope`).
     pub fn split_heads(
         &self,
         x: &Tensor,
@@ -79,9 +80,9 @@ impl Rope {
         exec: Exec,
     ) -> Result<Tensor> {
         let (b, t, width) = x.dims3()?;
-        if exec == Exec::Autograd && kernels::rope::split_supported(x) {
+        if exec == Exec::Autograd && ops::rope::split_supported(x) {
             let (cos, sin) = self.tables(offset, t, x.dtype())?;
-            return kernels::rope::split_heads_rope(x, n_head, &cos, &sin, self.pairing());
+            return ops::rope::split_heads_rope(x, n_head, &cos, &sin, self.pairing());
         }
         let heads = x
             .reshape((b, t, n_head, width / n_head.max(1)))?
@@ -124,10 +125,10 @@ impl Rope {
         }
     }
 
-    fn pairing(&self) -> kernels::rope::Pairing {
+    fn pairing(&self) -> ops::rope::Pairing {
         match self.style {
-            RopeStyle::Half => kernels::rope::Pairing::Halves,
-            RopeStyle::Interleaved => kernels::rope::Pairing::Adjacent,
+            RopeStyle::Half => ops::rope::Pairing::Halves,
+            RopeStyle::Interleaved => ops::rope::Pairing::Adjacent,
         }
     }
 
@@ -149,8 +150,8 @@ impl Rope {
             (Exec::Fused, RopeStyle::Interleaved) => {
                 candle_nn::rotary_emb::rope_i(&x.contiguous()?, &cos, &sin)
             }
-            (Exec::Autograd, _) if kernels::rope::supported(x) => {
-                kernels::rope::rope(x, &cos, &sin, self.pairing())
+            (Exec::Autograd, _) if ops::rope::supported(x) => {
+                ops::rope::rope(x, &cos, &sin, self.pairing())
             }
             (Exec::Autograd, RopeStyle::Half) => {
                 let half = x.dim(D::Minus1)? / 2;

@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 use crate::models::linear::Linear;
 
 use crate::models::exec::{self, Exec};
-use crate::models::kernels::attention;
+use crate::ops::attention;
 
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
@@ -151,8 +151,8 @@ impl Mlp {
     pub fn forward(&self, x: &Tensor, exec: Exec) -> Result<Tensor> {
         let h = self.fc1.forward(x)?;
         let h = match exec {
-            Exec::Fused => crate::models::kernels::gelu::gelu_erf(&h)?,
-            Exec::Autograd => crate::models::kernels::activations::gelu_erf(&h)?,
+            Exec::Fused => crate::ops::gelu::gelu_erf(&h)?,
+            Exec::Autograd => crate::ops::activations::gelu_erf(&h)?,
         };
         self.fc2.forward(&h)
     }

@@ -531,10 +531,31 @@ impl CustomOp3 for AttentionBwd {
     }
 }
 
+/// Additive mask `[tq, tk]`: 0 where key `j ≤ offset + i`, −∞ elsewhere
+/// (query `i` sits at absolute position `offset + i`).
+pub fn causal_mask(
+    tq: usize,
+    tk: usize,
+    offset: usize,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let v: Vec<f32> = (0..tq)
+        .flat_map(|i| {
+            (0..tk).map(move |j| {
+                if j <= offset + i {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
+        .collect();
+    Tensor::from_vec(v, (tq, tk), device)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::exec::causal_mask;
     use candle_core::D;
 
     /// The plain path: matmul, additive mask, softmax, matmul, heads merged.

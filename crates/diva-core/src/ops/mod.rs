@@ -17,11 +17,11 @@ macro_rules! float_slices {
     ($name:expr, ($($s:ident, $l:ident),+) => $body:expr) => {
         match ($($s,)+) {
             ($(candle_core::CpuStorage::F32($s),)+) => {
-                $(let $s = $crate::models::kernels::contiguous_slice($s, $l, $name)?;)+
+                $(let $s = $crate::ops::contiguous_slice($s, $l, $name)?;)+
                 candle_core::CpuStorage::F32($body)
             }
             ($(candle_core::CpuStorage::F64($s),)+) => {
-                $(let $s = $crate::models::kernels::contiguous_slice($s, $l, $name)?;)+
+                $(let $s = $crate::ops::contiguous_slice($s, $l, $name)?;)+
                 candle_core::CpuStorage::F64($body)
             }
             _ => candle_core::bail!("{}: f32/f64 operands of one dtype only", $name),

@@ -1,9 +1,8 @@
-//! Softmax over the last dimension for contiguous f32 on CPU: rows in
-//! parallel, max / exp / normalise in three passes with [`super::fast_exp`].
-//! The op itself is `rowwise`'s (which adds the backward for training); other
-//! dtypes and devices fall back to candle's kernel.
+//! Softmax row kernels for contiguous f32: rows in parallel, max / exp /
+//! normalise in three passes with [`super::fast_exp`]. A leaf: the tensor op
+//! over them (with its backward, and candle's kernel for other dtypes and
+//! devices) is `rowwise::softmax_last_dim` / `rowwise::softmax`.
 
-use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
 use super::fast_exp;
@@ -96,36 +95,4 @@ fn max8(x: &[f32]) -> f32 {
         }
     }
     acc.iter().copied().fold(tail, f32::max)
-}
-
-/// Softmax over the last dimension (inference only: no gradient).
-pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
-        super::rowwise::softmax_no_grad(x)
-    } else {
-        candle_nn::ops::softmax_last_dim(&x.contiguous()?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use candle_core::{Device, Tensor};
-
-    #[test]
-    fn equals_candle_softmax_including_masked_rows() {
-        let x = Tensor::randn(0f32, 4.0, (3, 7, 300), &Device::Cpu).unwrap();
-        let mask = crate::models::whisper::layers::causal_mask(7, 300, 5, &Device::Cpu).unwrap();
-        let x = x.broadcast_add(&mask).unwrap();
-        let ours = super::softmax_last_dim(&x).unwrap();
-        let theirs = candle_nn::ops::softmax_last_dim(&x).unwrap();
-        let d = (ours - theirs)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(d < 1e-6, "max diff {d}");
-    }
 }

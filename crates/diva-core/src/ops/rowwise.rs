@@ -43,9 +43,13 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Softmax over the last dimension without a backward (inference): the same
-/// kernel, no graph node.
-pub(crate) fn softmax_no_grad(x: &Tensor) -> Result<Tensor> {
-    x.contiguous()?.apply_op1_no_bwd(&Fwd(RowOp::Softmax))
+/// kernel, no graph node; candle's kernel for other dtypes and devices.
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        x.contiguous()?.apply_op1_no_bwd(&Fwd(RowOp::Softmax))
+    } else {
+        candle_nn::ops::softmax_last_dim(&x.contiguous()?)
+    }
 }
 
 /// `x / sqrt(mean(x²) + eps)` over the last dimension, differentiable.
@@ -382,6 +386,24 @@ mod tests {
     use super::*;
     use candle_core::{Device, Var, D};
 
+    #[test]
+    fn softmax_last_dim_equals_candle_including_masked_rows() {
+        let x = Tensor::randn(0f32, 4.0, (3, 7, 300), &Device::Cpu).unwrap();
+        let mask = crate::ops::attention::causal_mask(7, 300, 5, &Device::Cpu).unwrap();
+        let x = x.broadcast_add(&mask).unwrap();
+        let ours = softmax_last_dim(&x).unwrap();
+        let theirs = candle_nn::ops::softmax_last_dim(&x).unwrap();
+        let d = (ours - theirs)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(d < 1e-6, "max diff {d}");
+    }
+
     /// The elementary-op definitions these kernels replace.
     fn reference(x: &Tensor, which: &str) -> Tensor {
         match which {
@@ -494,7 +516,7 @@ mod tests {
     #[test]
     fn masked_softmax_rows_stay_finite() {
         let dev = Device::Cpu;
-        let mask = crate::models::exec::causal_mask(5, 5, 0, &dev)
+        let mask = crate::ops::attention::causal_mask(5, 5, 0, &dev)
             .unwrap()
             .to_dtype(DType::F64)
             .unwrap();
