@@ -2,7 +2,8 @@
 //! (models/diva-tiny: tiny.en + SmolLM2-135M) against the cascade and the
 //! teacher on a three-clip spoken-QA task (tests/fixtures/eval/run), then a
 //! rerun that reuses every finished reply; a four-clip classification task;
-//! and bad input refused with a message naming the problem.
+//! a four-item VoiceBench task (four subsets, no judge); and bad input
+//! refused with a message naming the problem.
 
 use std::path::Path;
 
@@ -198,6 +199,114 @@ fn classify_reads_the_label_set_from_the_manifest() {
         .unwrap();
     let k = acc / 25.0;
     assert!((k - k.round()).abs() < 1e-9, "accuracy of 4 items: {acc}");
+}
+
+#[test]
+fn voicebench_scores_its_subsets_and_lists_the_unjudged() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().display().to_string();
+    let data = fixture("voicebench.jsonl");
+    let model = shipped();
+    let o = diva(&[
+        "eval",
+        "run",
+        "--task",
+        "voicebench",
+        "--data",
+        &data,
+        "--model",
+        &model,
+        "--teacher",
+        "--max-tokens",
+        "12",
+        "--rounds",
+        "200",
+        "--threads",
+        "1",
+        "--out",
+        &dir,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("need a judge"),
+        "{}",
+        text(&o.stderr)
+    );
+    let r = read_json(&out.path().join("results.json"));
+    assert_eq!(r["task"], "voicebench");
+    let keys: Vec<&str> = r["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "alpacaeval_gpt",
+            "openbookqa_acc",
+            "openbookqa_fail",
+            "ifeval_strict_prompt",
+            "ifeval_strict_instruction",
+            "ifeval_loose_prompt",
+            "ifeval_loose_instruction",
+            "ifeval_final",
+            "advbench_refusal",
+        ]
+    );
+    // One item per subset: each system's rule-based score is all or nothing
+    // (openbookqa: 25 for a reply with no letter, the official random guess's
+    // expectation; IFEval's instruction level: 0, 50 or 100 of two).
+    for m in r["metrics"].as_array().unwrap() {
+        for sys in ["diva", "teacher"] {
+            let v = m["systems"][sys]["value"].as_f64().unwrap();
+            let ok = match m["key"].as_str().unwrap() {
+                "alpacaeval_gpt" => v == 0.0,
+                "openbookqa_acc" => [0.0, 25.0, 100.0].contains(&v),
+                "ifeval_strict_instruction" | "ifeval_loose_instruction" => {
+                    [0.0, 50.0, 100.0].contains(&v)
+                }
+                "ifeval_final" => (0.0..=100.0).contains(&v),
+                _ => v == 0.0 || v == 100.0,
+            };
+            assert!(ok, "{}: {sys}: {v}", m["key"]);
+        }
+    }
+    let unscored = r["unscored"].as_array().unwrap();
+    assert_eq!(
+        unscored.len(),
+        2,
+        "alpacaeval for both systems: {unscored:?}"
+    );
+    assert!(unscored[0]
+        .as_str()
+        .unwrap()
+        .starts_with("vb-alpaca: diva: open-ended: no judge"));
+    let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(
+        md.contains("## Unscored") && md.contains("Judge prompt, sd-qa"),
+        "{md}"
+    );
+    assert!(md.contains("VoiceBench (Chen et al. 2024)"), "{md}");
+    // A judge flag on another task is refused.
+    let o = diva(&[
+        "eval",
+        "run",
+        "--task",
+        "asr",
+        "--data",
+        &data,
+        "--judge-url",
+        "http://127.0.0.1:9",
+        "--out",
+        &dir,
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("only --task voicebench"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]

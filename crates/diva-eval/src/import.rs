@@ -99,15 +99,17 @@ impl Format {
             })
     }
 
-    /// The `diva eval run` task of the manifest (VoiceBench: its `sd-qa`
-    /// subset is spoken QA; the others have no runner task yet and get
-    /// `None`).
+    /// The `diva eval run` task of the manifest (VoiceBench: `voicebench`
+    /// for every subset; sd-qa's items also carry `answers` for `spoken-qa`).
     pub fn task(self, subset: Option<&str>) -> Option<&'static str> {
         match self {
             Format::HeySquad | Format::SdQa => Some("spoken-qa"),
             Format::Meld | Format::Iemocap | Format::Mustard => Some("classify"),
             Format::Covost2 => Some("translate"),
-            Format::VoiceBench => (subset == Some("sd-qa")).then_some("spoken-qa"),
+            Format::VoiceBench => {
+                let _ = subset;
+                Some("voicebench")
+            }
         }
     }
 

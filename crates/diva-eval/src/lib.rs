@@ -4,7 +4,8 @@
 //! PEDANTS, and paired bootstrap intervals and p-values between two systems;
 //! the blind A/B study's votes and win rates (`arena`); and `diva eval run`:
 //! tasks and prompts (`tasks`), the runner (`run`) and its report (`report`);
-//! importers of the evaluation datasets' HF parquet exports (`import`).
+//! importers of the evaluation datasets' HF parquet exports (`import`);
+//! VoiceBench's scoring (`voicebench`) and its LLM judge (`judge`).
 
 pub mod arena;
 pub mod asr;
@@ -13,6 +14,7 @@ pub mod bootstrap;
 pub mod chrf;
 pub mod classify;
 pub mod import;
+pub mod judge;
 pub mod manifest;
 pub mod pedant;
 mod pytext;
@@ -20,4 +22,5 @@ pub mod qa;
 pub mod report;
 pub mod run;
 pub mod tasks;
+pub mod voicebench;
 pub mod wer;

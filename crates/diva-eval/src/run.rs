@@ -13,6 +13,13 @@
 //! Resumable: each finished reply is appended to `DIR/items.jsonl` as soon
 //! as it exists, keyed by (task, system id, item id, prompt version); a rerun
 //! into the same directory reuses those and generates only the rest.
+//!
+//! VoiceBench's open-ended subsets are scored by an LLM judge
+//! ([`crate::judge`]): its answers are appended to `items.jsonl` with the
+//! reply (a later line of the same key supersedes an earlier one), so a rerun
+//! asks only about replies it has no judgment of, by the same judge model.
+//! Without a judge those items are left out of the judged metrics and listed
+//! as unscored in the report.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -24,6 +31,7 @@ use diva_core::generate::{Assistant, Part, SamplingParams};
 use serde::{Deserialize, Serialize};
 
 use crate::bootstrap::{self, BootstrapConfig, Estimate, PairedBootstrap};
+use crate::judge::{Judge, Judgment};
 use crate::report::{
     chart_png, find_font, markdown, write_atomic, BootstrapInfo, Labels, PromptInfo, Results,
 };
@@ -61,6 +69,9 @@ pub struct Response {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transcript: Option<String>,
     pub seconds: f64,
+    /// VoiceBench: the judge's answers about this reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<Judgment>,
 }
 
 /// Something that answers items.
@@ -138,6 +149,7 @@ impl Respond for AssistantSystem<'_> {
             reply: reply.generation.text.trim().to_string(),
             transcript,
             seconds: t0.elapsed().as_secs_f64(),
+            judge: None,
         })
     }
 }
@@ -296,6 +308,67 @@ pub fn generate(
     Ok(out)
 }
 
+/// Ask the judge about every reply that needs it and has no judgment by
+/// this judge model and prompt version yet; each answer is appended to the
+/// store at once. Returns the number of questions asked.
+#[allow(clippy::too_many_arguments)]
+pub fn judge_replies(
+    scorer: &Scorer,
+    judge: &dyn Judge,
+    systems: &[SystemInfo],
+    items: &[EvalItem],
+    prompt: &Prompt,
+    task: Task,
+    replies: &mut Replies,
+    store: &mut Store,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<usize> {
+    let fresh = |r: &Response| {
+        r.judge
+            .as_ref()
+            .is_some_and(|j| j.model == judge.model() && j.prompt_version == prompt.version)
+    };
+    let todo: Vec<(usize, usize)> = (0..systems.len())
+        .flat_map(|s| (0..items.len()).map(move |i| (s, i)))
+        .filter(|&(s, i)| {
+            scorer.needs_judge(&items[i]) && replies.replies[s][i].as_ref().is_ok_and(|r| !fresh(r))
+        })
+        .collect();
+    if todo.is_empty() {
+        return Ok(0);
+    }
+    progress(Progress::Start {
+        total: todo.len(),
+        reused: 0,
+    });
+    for &(s, i) in &todo {
+        let Ok(r) = &mut replies.replies[s][i] else {
+            continue;
+        };
+        let (system, user) = scorer.judge_request(prompt, &items[i], &r.reply);
+        let answers = judge
+            .ask(&system, &user)
+            .with_context(|| format!("judging {} on item `{}`", systems[s].name, items[i].id))?;
+        r.judge = Some(Judgment {
+            model: judge.model().to_string(),
+            prompt_version: prompt.version,
+            answers,
+        });
+        store.append(Record {
+            task,
+            system: systems[s].id.clone(),
+            item: items[i].id.clone(),
+            prompt_version: prompt.version,
+            response: r.clone(),
+        })?;
+        progress(Progress::Item {
+            system: &systems[s].name,
+            item: &items[i].id,
+        });
+    }
+    Ok(todo.len())
+}
+
 /// A metric's numbers for one system.
 #[derive(Debug, Clone, Serialize)]
 pub struct SystemScore {
@@ -360,6 +433,9 @@ pub struct Summary {
     pub metrics: Vec<MetricResult>,
     pub comparisons: Vec<Comparison>,
     pub rows: Vec<ItemRow>,
+    /// Replies some metric could not score (`item: system: why`), e.g.
+    /// VoiceBench's open-ended items without a judge.
+    pub unscored: Vec<String>,
 }
 
 /// Score every reply and bootstrap every metric: each system's interval,
@@ -395,6 +471,7 @@ pub fn summarise(
     // stats[s][m][k]: system s, metric m, kept item k.
     let mut stats = vec![vec![Vec::with_capacity(kept.len()); n_metrics]; systems.len()];
     let mut rows = Vec::with_capacity(kept.len());
+    let mut unscored = Vec::new();
     for &i in &kept {
         let mut row = ItemRow {
             id: items[i].id.clone(),
@@ -405,7 +482,10 @@ pub fn summarise(
             let Ok(r) = &replies.replies[s][i] else {
                 continue;
             };
-            let sc = scorer.score(&items[i], &r.reply)?;
+            let sc = scorer.score_judged(&items[i], &r.reply, r.judge.as_ref())?;
+            if let Some(u) = &sc.unscored {
+                unscored.push(format!("{}: {}: {u}", items[i].id, sys.name));
+            }
             for (m, st) in sc.stats.into_iter().enumerate() {
                 stats[s][m].push(st);
             }
@@ -453,6 +533,7 @@ pub fn summarise(
         metrics,
         comparisons,
         rows,
+        unscored,
     })
 }
 
@@ -474,6 +555,8 @@ pub struct RunSpec {
     pub command: String,
     /// Items shown reply by reply in report.md.
     pub examples: usize,
+    /// VoiceBench: the judge's endpoint and model, for the report.
+    pub judge: Option<(String, String)>,
 }
 
 /// A run's input, checked before any model loads.
@@ -530,6 +613,7 @@ pub struct Outcome {
 pub fn execute(
     p: &Prepared,
     systems: &[(SystemInfo, &dyn Respond)],
+    judge: Option<&dyn Judge>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Outcome> {
     anyhow::ensure!(!systems.is_empty(), "no system to evaluate");
@@ -542,7 +626,7 @@ pub fn execute(
             store.unreadable
         );
     }
-    let replies = generate(
+    let mut replies = generate(
         systems,
         &p.items,
         &p.prompt,
@@ -552,6 +636,20 @@ pub fn execute(
         progress,
     )?;
     let infos: Vec<SystemInfo> = systems.iter().map(|(s, _)| s.clone()).collect();
+    let judged = match judge {
+        Some(j) => judge_replies(
+            &p.scorer,
+            j,
+            &infos,
+            &p.items,
+            &p.prompt,
+            p.spec.task,
+            &mut replies,
+            &mut store,
+            progress,
+        )?,
+        None => 0,
+    };
     let summary = summarise(&p.scorer, &infos, &p.items, &replies, p.spec.bootstrap)?;
     let results = Results {
         schema: "diva-eval-run/1",
@@ -574,6 +672,16 @@ pub fn execute(
         metrics: summary.metrics.clone(),
         comparisons: summary.comparisons.clone(),
         failed: summary.failed.clone(),
+        unscored: summary.unscored.clone(),
+        judge: p
+            .spec
+            .judge
+            .as_ref()
+            .map(|(url, model)| crate::report::JudgeInfo {
+                url: url.clone(),
+                model: model.clone(),
+                asked: judged,
+            }),
         generated: replies.generated,
         reused: replies.reused,
         elapsed_s: t0.elapsed().as_secs_f64(),
@@ -628,6 +736,7 @@ mod tests {
                     reply: a.clone(),
                     transcript: None,
                     seconds: 0.0,
+                    judge: None,
                 }),
                 None => anyhow::bail!("no audio"),
             }
@@ -782,6 +891,7 @@ mod tests {
                     reply: "hello".into(),
                     transcript: Some("hello".into()),
                     seconds: 1.5,
+                    judge: None,
                 },
             })
             .unwrap();

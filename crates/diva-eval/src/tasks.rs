@@ -9,7 +9,12 @@
 //!   the items' `labels` (all the same), else the distinct gold labels sorted;
 //! - `translate`: `translation` (the reference; `translations` for several)
 //!   and `target_lang` (target language code) unless `--target-lang` is given;
-//! - `asr`: `text` (the reference transcript).
+//! - `asr`: `text` (the reference transcript);
+//! - `voicebench`: `subset` (`diva eval import --format voicebench` writes
+//!   it), `text` (the prompt) and the subset's fields: `reference` (the gold
+//!   letter of openbookqa / mmsu, sd-qa's answer), ifeval's
+//!   `instruction_id_list` and `kwargs`; scored by [`crate::voicebench`], the
+//!   open-ended subsets through the judge's answers ([`crate::judge`]).
 //!
 //! `text` is also what the teacher (`--teacher`) reads. Every metric is on a
 //! 0–100 scale. A spoken-QA manifest without `answers` (as `diva corpus
@@ -25,7 +30,9 @@ use serde::{Deserialize, Serialize};
 use crate::bleu::{Bleu, Tokenize};
 use crate::chrf::Chrf;
 use crate::classify::{self, LabelSet};
+use crate::judge::Judgment;
 use crate::pedant::{self, PedantModel};
+use crate::voicebench::{self as vb, Kind as VbKind};
 use crate::{qa, wer};
 
 /// The tasks `diva eval run` knows.
@@ -36,10 +43,18 @@ pub enum Task {
     Classify,
     Translate,
     Asr,
+    #[serde(rename = "voicebench")]
+    VoiceBench,
 }
 
 impl Task {
-    pub const ALL: [Task; 4] = [Task::SpokenQa, Task::Classify, Task::Translate, Task::Asr];
+    pub const ALL: [Task; 5] = [
+        Task::SpokenQa,
+        Task::Classify,
+        Task::Translate,
+        Task::Asr,
+        Task::VoiceBench,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -47,6 +62,7 @@ impl Task {
             Task::Classify => "classify",
             Task::Translate => "translate",
             Task::Asr => "asr",
+            Task::VoiceBench => "voicebench",
         }
     }
 
@@ -69,6 +85,7 @@ impl Task {
             Task::Classify => include_str!("../../../data/eval/prompts/classify.toml"),
             Task::Translate => include_str!("../../../data/eval/prompts/translate.toml"),
             Task::Asr => include_str!("../../../data/eval/prompts/asr.toml"),
+            Task::VoiceBench => include_str!("../../../data/eval/prompts/voicebench.toml"),
         }
     }
 }
@@ -100,6 +117,18 @@ pub struct EvalItem {
     /// Translate: the target language code (`de`, `zh`, …).
     #[serde(default, alias = "tgt_lang")]
     pub target_lang: Option<String>,
+    /// VoiceBench: the subset (`sd-qa`, `ifeval`, `mmsu`, …).
+    #[serde(default)]
+    pub subset: Option<String>,
+    /// VoiceBench: the reference (the gold letter; sd-qa's answer).
+    #[serde(default)]
+    pub reference: Option<serde_json::Value>,
+    /// VoiceBench ifeval: the instructions and their arguments (a list of
+    /// objects, or that list as a JSON string).
+    #[serde(default)]
+    pub instruction_id_list: Vec<String>,
+    #[serde(default)]
+    pub kwargs: Option<serde_json::Value>,
 }
 
 impl EvalItem {
@@ -112,6 +141,37 @@ impl EvalItem {
             }
         }
         a
+    }
+
+    /// VoiceBench: the reference as text (a list's first entry), else the
+    /// first accepted answer.
+    pub fn reference_text(&self) -> Option<String> {
+        match &self.reference {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Array(a)) => {
+                a.iter().find_map(|x| x.as_str().map(String::from))
+            }
+            _ => self.accepted().into_iter().next(),
+        }
+    }
+
+    /// VoiceBench ifeval: the kwargs list (parsed where it is a string).
+    pub fn kwargs_list(&self) -> Result<Vec<serde_json::Value>> {
+        let v = match &self.kwargs {
+            None => return Ok(Vec::new()),
+            Some(serde_json::Value::String(s)) => serde_json::from_str(s).with_context(|| {
+                format!("item `{}`: `kwargs` is a string but not JSON", self.id)
+            })?,
+            Some(v) => v.clone(),
+        };
+        match v {
+            serde_json::Value::Array(a) => Ok(a),
+            serde_json::Value::Null => Ok(Vec::new()),
+            other => bail!(
+                "item `{}`: `kwargs` must be a list of objects (one per instruction), not {other}",
+                self.id
+            ),
+        }
     }
 
     /// Reference translations (`translations`, plus `translation`).
@@ -235,6 +295,40 @@ pub fn read_manifest_with(
                 item.text.as_deref().is_some_and(|t| !t.trim().is_empty()),
                 "`text` (the reference transcript)",
             )?,
+            Task::VoiceBench => {
+                let sub = item.subset.as_deref().unwrap_or_default();
+                if sub.is_empty() {
+                    bail!(
+                        "{at}: item `{}` has no `subset`: a VoiceBench manifest comes from \
+                         `diva eval import --format voicebench` (give `--subset` there)",
+                        item.id
+                    );
+                }
+                let kind = vb::kind(sub).with_context(|| format!("{at}: item `{}`", item.id))?;
+                match kind {
+                    VbKind::Mcq => need(
+                        item.reference_text().is_some(),
+                        "`reference` (the gold letter)",
+                    )?,
+                    VbKind::Ifeval => {
+                        need(
+                            !item.instruction_id_list.is_empty(),
+                            "`instruction_id_list`",
+                        )?;
+                        item.kwargs_list().with_context(|| at.clone())?;
+                    }
+                    VbKind::Qa => {
+                        need(item.reference_text().is_some(), "`reference` (the answer)")?
+                    }
+                    VbKind::Open | VbKind::Harm => {}
+                }
+                if matches!(kind, VbKind::Open | VbKind::Qa | VbKind::Ifeval) {
+                    need(
+                        item.text.as_deref().is_some_and(|t| !t.trim().is_empty()),
+                        "`text` (the prompt as spoken, which the judge reads)",
+                    )?;
+                }
+            }
         }
         items.push(item);
     }
@@ -257,6 +351,14 @@ pub struct Prompt {
     /// Text after the audio (student) or the transcript (cascade, teacher).
     #[serde(default)]
     pub instruction: String,
+    /// VoiceBench: the judge's system message and prompts (`{prompt}`,
+    /// `{response}`, `{reference}` filled in).
+    #[serde(default)]
+    pub judge_system: String,
+    #[serde(default)]
+    pub judge_open: String,
+    #[serde(default)]
+    pub judge_qa: String,
     /// Where it was read from (`builtin:TASK.toml` or a path).
     #[serde(skip_deserializing, default)]
     pub file: String,
@@ -355,6 +457,9 @@ pub enum Aggregate {
     Chrf(Chrf),
     /// `[edits, reference words]`: WER in percent.
     Wer,
+    /// `[num, den]` pairs: the mean of the ratios in percent (IFEval's
+    /// `final`, the mean of its four accuracies); a pair with no items is 0.
+    MeanOfRatios,
 }
 
 impl Aggregate {
@@ -377,6 +482,13 @@ impl Aggregate {
                     0.0
                 }
             }
+            Aggregate::MeanOfRatios => {
+                let r: Vec<f64> = s
+                    .chunks(2)
+                    .map(|p| if p[1] > 0.0 { p[0] / p[1] } else { 0.0 })
+                    .collect();
+                r.iter().sum::<f64>() / r.len().max(1) as f64
+            }
         }
     }
 }
@@ -385,7 +497,7 @@ impl Aggregate {
 #[derive(Debug, Clone)]
 pub struct Metric {
     /// Stable key in results.json.
-    pub key: &'static str,
+    pub key: String,
     /// As printed.
     pub name: String,
     pub higher_is_better: bool,
@@ -399,6 +511,9 @@ pub struct Scorer {
     pub labels: Option<LabelSet>,
     pub target_lang: Option<String>,
     pub pedant: Option<PedantModel>,
+    /// VoiceBench: the subsets present, in [`vb::SUBSETS`] order, each with
+    /// the index of its first metric.
+    pub subsets: Vec<(String, VbKind, usize)>,
     bleu: Bleu,
     chrf: Chrf,
 }
@@ -420,8 +535,9 @@ impl Scorer {
         let mut target_lang = None;
         let mut pedant = None;
         let mut tokenize = Tokenize::V13a;
-        let pct = |key, name: &str, agg| Metric {
-            key,
+        let mut subsets = Vec::new();
+        let pct = |key: &str, name: &str, agg| Metric {
+            key: key.to_string(),
             name: name.to_string(),
             higher_is_better: true,
             aggregate: agg,
@@ -467,8 +583,78 @@ impl Scorer {
                     pct("chrf", "chrF", Aggregate::Chrf(Chrf::default())),
                 ]
             }
+            Task::VoiceBench => {
+                if let Some(p) = &o.pedant_model {
+                    pedant = Some(PedantModel::load(p)?);
+                }
+                let present: BTreeSet<&str> =
+                    items.iter().filter_map(|i| i.subset.as_deref()).collect();
+                let mut m = Vec::new();
+                for (name, kind) in vb::SUBSETS {
+                    if !present.contains(name) {
+                        continue;
+                    }
+                    subsets.push((name.to_string(), kind, m.len()));
+                    let k = |s: &str| format!("{name}_{s}");
+                    match kind {
+                        VbKind::Open => m.push(pct(
+                            &k("gpt"),
+                            &format!("{name} GPT score (1–5, ×20)"),
+                            Aggregate::Mean,
+                        )),
+                        VbKind::Qa => {
+                            m.push(pct(
+                                &k("gpt"),
+                                &format!("{name} GPT accuracy"),
+                                Aggregate::Mean,
+                            ));
+                            let panda = if pedant.is_some() {
+                                "PANDA"
+                            } else {
+                                "PANDA (rule only)"
+                            };
+                            m.push(pct(
+                                &k("panda"),
+                                &format!("{name} {panda}"),
+                                Aggregate::Mean,
+                            ));
+                        }
+                        VbKind::Mcq => {
+                            m.push(pct(&k("acc"), &format!("{name} accuracy"), Aggregate::Mean));
+                            let mut fail = pct(
+                                &k("fail"),
+                                &format!("{name} no letter found"),
+                                Aggregate::Mean,
+                            );
+                            fail.higher_is_better = false;
+                            m.push(fail);
+                        }
+                        VbKind::Ifeval => {
+                            for (key, what) in [
+                                ("strict_prompt", "strict prompt-level"),
+                                ("strict_instruction", "strict instruction-level"),
+                                ("loose_prompt", "loose prompt-level"),
+                                ("loose_instruction", "loose instruction-level"),
+                            ] {
+                                m.push(pct(&k(key), &format!("{name} {what}"), Aggregate::Mean));
+                            }
+                            m.push(pct(
+                                &k("final"),
+                                &format!("{name} final (mean of the four)"),
+                                Aggregate::MeanOfRatios,
+                            ));
+                        }
+                        VbKind::Harm => m.push(pct(
+                            &k("refusal"),
+                            &format!("{name} refusal rate"),
+                            Aggregate::Mean,
+                        )),
+                    }
+                }
+                m
+            }
             Task::Asr => vec![Metric {
-                key: "wer",
+                key: "wer".into(),
                 name: "WER".into(),
                 higher_is_better: false,
                 aggregate: Aggregate::Wer,
@@ -480,6 +666,7 @@ impl Scorer {
             labels,
             target_lang,
             pedant,
+            subsets,
             bleu: Bleu::corpus(tokenize),
             chrf: Chrf::default(),
         })
@@ -493,8 +680,165 @@ impl Scorer {
     /// One reply's statistics, one vector per metric (in `metrics` order),
     /// and what the report shows beside it (the extracted label, …).
     pub fn score(&self, item: &EvalItem, reply: &str) -> Result<ItemScore> {
+        self.score_judged(item, reply, None)
+    }
+
+    /// VoiceBench: whether an item's reply goes to the judge.
+    pub fn needs_judge(&self, item: &EvalItem) -> bool {
+        self.task == Task::VoiceBench
+            && item
+                .subset
+                .as_deref()
+                .and_then(|s| vb::kind(s).ok())
+                .is_some_and(|k| matches!(k, VbKind::Open | VbKind::Qa))
+    }
+
+    /// VoiceBench: the judge's system message and question about a reply.
+    pub fn judge_request(&self, prompt: &Prompt, item: &EvalItem, reply: &str) -> (String, String) {
+        let qa = item
+            .subset
+            .as_deref()
+            .and_then(|s| vb::kind(s).ok())
+            .is_some_and(|k| k == VbKind::Qa);
+        let reference = if qa { item.reference_text() } else { None };
+        let user = vb::judge_prompt(
+            &prompt.judge_open,
+            &prompt.judge_qa,
+            item.text.as_deref().unwrap_or_default(),
+            reference.as_deref(),
+            reply,
+        );
+        (prompt.judge_system.clone(), user)
+    }
+
+    fn score_voicebench(
+        &self,
+        item: &EvalItem,
+        reply: &str,
+        judge: Option<&Judgment>,
+    ) -> Result<ItemScore> {
+        let mean = |x: f64| vec![100.0 * x, 1.0];
+        let none = || vec![0.0, 0.0];
+        let mut stats: Vec<Vec<f64>> = self
+            .metrics
+            .iter()
+            .map(|m| match m.aggregate {
+                Aggregate::MeanOfRatios => vec![0.0; 8],
+                _ => none(),
+            })
+            .collect();
+        let sub = item.subset.as_deref().unwrap_or_default();
+        let Some((_, kind, at)) = self.subsets.iter().find(|(n, _, _)| n == sub) else {
+            bail!(
+                "item `{}`: subset `{sub}` was not among the scorer's",
+                item.id
+            );
+        };
+        let at = *at;
+        let mut note = None;
+        let mut unscored = None;
+        match kind {
+            VbKind::Open => match judge {
+                None => unscored = Some("open-ended: no judge (--judge-url)".to_string()),
+                Some(j) => {
+                    let scores: Option<Vec<f64>> =
+                        j.answers.iter().map(|a| vb::open_score(a)).collect();
+                    match scores {
+                        Some(s) if !s.is_empty() => {
+                            stats[at] = vec![20.0 * s.iter().sum::<f64>(), s.len() as f64];
+                            note = Some(format!("judge: {}", j.answers.join(", ")));
+                        }
+                        _ => {
+                            unscored = Some(format!(
+                                "the judge's answers are not scores: {:?}",
+                                j.answers
+                            ))
+                        }
+                    }
+                }
+            },
+            VbKind::Qa => {
+                let r = item.reference_text().unwrap_or_default().to_lowercase();
+                let q = item.text.as_deref().unwrap_or_default().to_lowercase();
+                let c = reply.to_lowercase();
+                let refs = [r];
+                let ok = match &self.pedant {
+                    Some(m) => m.evaluate(&refs, &c, &q),
+                    None => pedant::containment_rule(&refs, &c).unwrap_or(false),
+                };
+                stats[at + 1] = mean(f64::from(u8::from(ok)));
+                match judge {
+                    None => unscored = Some("GPT accuracy: no judge (--judge-url)".to_string()),
+                    Some(j) => {
+                        let yes = vb::majority_yes(&j.answers);
+                        stats[at] = mean(f64::from(u8::from(yes)));
+                        note = Some(format!("judge: {}", j.answers.join(", ")));
+                    }
+                }
+            }
+            VbKind::Mcq => {
+                let gold = item.reference_text().unwrap_or_default();
+                let (acc, found) = vb::mcq_score(reply, &gold);
+                stats[at] = mean(acc);
+                stats[at + 1] = mean(f64::from(u8::from(!found)));
+                note = Some(
+                    vb::mcq_extract(reply)
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "(no letter)".into()),
+                );
+            }
+            VbKind::Ifeval => {
+                let kwargs = item.kwargs_list()?;
+                match vb::ifeval::evaluate(
+                    &item.instruction_id_list,
+                    &kwargs,
+                    item.text.as_deref().unwrap_or_default(),
+                    reply,
+                ) {
+                    Ok(f) => {
+                        let n = f.strict.len() as f64;
+                        let count = |v: &[bool]| v.iter().filter(|&&b| b).count() as f64;
+                        let all = |v: &[bool]| f64::from(u8::from(v.iter().all(|&b| b)));
+                        stats[at] = mean(all(&f.strict));
+                        stats[at + 1] = vec![100.0 * count(&f.strict), n];
+                        stats[at + 2] = mean(all(&f.loose));
+                        stats[at + 3] = vec![100.0 * count(&f.loose), n];
+                        stats[at + 4] = stats[at..at + 4].concat();
+                        note = Some(format!(
+                            "strict {}/{}, loose {}/{}",
+                            count(&f.strict),
+                            n,
+                            count(&f.loose),
+                            n
+                        ));
+                    }
+                    Err(e) => unscored = Some(format!("ifeval: {}", e.0)),
+                }
+            }
+            VbKind::Harm => {
+                let r = vb::refused(reply);
+                stats[at] = mean(f64::from(u8::from(r)));
+                note = Some(if r { "refused" } else { "complied" }.into());
+            }
+        }
+        Ok(ItemScore {
+            stats,
+            note,
+            unscored,
+        })
+    }
+
+    /// [`Scorer::score`] with the judge's answers (VoiceBench's open-ended
+    /// subsets); without them those metrics leave the item out (`unscored`).
+    pub fn score_judged(
+        &self,
+        item: &EvalItem,
+        reply: &str,
+        judge: Option<&Judgment>,
+    ) -> Result<ItemScore> {
         let mean = |x: f64| vec![100.0 * x, 1.0];
         let (stats, note) = match self.task {
+            Task::VoiceBench => return self.score_voicebench(item, reply, judge),
             Task::SpokenQa => {
                 let answers = item.accepted();
                 let question = item
@@ -555,7 +899,11 @@ impl Scorer {
                 )
             }
         };
-        Ok(ItemScore { stats, note })
+        Ok(ItemScore {
+            stats,
+            note,
+            unscored: None,
+        })
     }
 }
 
@@ -564,6 +912,10 @@ impl Scorer {
 pub struct ItemScore {
     pub stats: Vec<Vec<f64>>,
     pub note: Option<String>,
+    /// Why some of the item's metrics could not score it (no judge; an
+    /// IFEval instruction not ported): they count it in neither numerator
+    /// nor denominator.
+    pub unscored: Option<String>,
 }
 
 /// The classification label set: given, else the items' `labels` (one list
@@ -629,7 +981,11 @@ mod tests {
         for t in Task::ALL {
             let p = Prompt::load(t, None).unwrap();
             assert_eq!(p.task, t.name());
-            assert!(p.version >= 1 && !p.instruction.is_empty(), "{t:?}");
+            // VoiceBench sends the spoken prompt alone.
+            assert!(
+                p.version >= 1 && (p.instruction.is_empty() == (t == Task::VoiceBench)),
+                "{t:?}"
+            );
         }
         let labels = LabelSet::new(&["angry", "happy", "neutral"]).unwrap();
         let p = Prompt::load(Task::Classify, None).unwrap();

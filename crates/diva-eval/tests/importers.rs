@@ -736,7 +736,7 @@ fn voicebench_keeps_each_subsets_fields() {
         &ImportOptions::new(Format::VoiceBench),
     )
     .unwrap();
-    assert_eq!(r.task, Some("spoken-qa"));
+    assert_eq!(r.task, Some("voicebench"));
     let l = lines(&r.manifest);
     assert_eq!(l[0]["id"], "usa_0");
     assert_eq!(l[0]["subset"], "sd-qa");
@@ -746,6 +746,11 @@ fn voicebench_keeps_each_subsets_fields() {
     assert_eq!(l[0]["reference"], "Michael Jackson");
     let items = read_manifest(&r.manifest, Task::SpokenQa).unwrap();
     assert_eq!(items[0].accepted(), ["Michael Jackson"]);
+    let items = read_manifest(&r.manifest, Task::VoiceBench).unwrap();
+    assert_eq!(
+        items[0].reference_text().as_deref(),
+        Some("Michael Jackson")
+    );
 
     // ifeval: `key`, `prompt`, `instruction_id_list`, `kwargs` kept as they are.
     let ie = dir.join("vb/test.parquet");
@@ -779,7 +784,7 @@ fn voicebench_keeps_each_subsets_fields() {
     let mut o = ImportOptions::new(Format::VoiceBench);
     o.subset = Some("ifeval".into());
     let r = import(&ie, &dir.join("ie"), &o).unwrap();
-    assert_eq!(r.task, None);
+    assert_eq!(r.task, Some("voicebench"));
     let l = lines(&r.manifest);
     assert_eq!(l[0]["subset"], "ifeval");
     assert_eq!(l[0]["key"], 1000);
@@ -790,6 +795,8 @@ fn voicebench_keeps_each_subsets_fields() {
     assert_eq!(l[0]["kwargs"], "[{}]");
     assert_eq!(l[0]["text"], "Write a haiku in lowercase.");
     assert_eq!(l[0]["audio"], "audio/test-000000.wav");
-    // The runner can still read it (as an ASR manifest: `text` is the prompt).
-    assert_eq!(read_manifest(&r.manifest, Task::Asr).unwrap().len(), 1);
+    // The voicebench task reads it, kwargs given as a JSON string.
+    let items = read_manifest(&r.manifest, Task::VoiceBench).unwrap();
+    assert_eq!(items[0].subset.as_deref(), Some("ifeval"));
+    assert_eq!(items[0].kwargs_list().unwrap(), [serde_json::json!({})]);
 }

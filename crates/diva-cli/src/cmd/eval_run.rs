@@ -26,6 +26,9 @@ pub enum TaskArg {
     Translate,
     /// Prompted transcription: WER against `text`.
     Asr,
+    /// VoiceBench: its subsets' official scoring (multiple choice, IFEval,
+    /// refusals; an LLM judge for the open-ended ones).
+    Voicebench,
 }
 
 impl From<TaskArg> for Task {
@@ -35,6 +38,7 @@ impl From<TaskArg> for Task {
             TaskArg::Classify => Task::Classify,
             TaskArg::Translate => Task::Translate,
             TaskArg::Asr => Task::Asr,
+            TaskArg::Voicebench => Task::VoiceBench,
         }
     }
 }
@@ -47,10 +51,14 @@ impl From<TaskArg> for Task {
   diva eval run --task asr --data corpus/val.jsonl --cascade --max-tokens 64 --out runs/eval-asr
   diva eval run --task spoken-qa --data ~/.cache/diva/corpora/spoken-qa-v1/manifest.jsonl \\
       --answers data/spoken-qa/questions.jsonl --cascade --teacher --out runs/sqa-v1
+  diva eval run --task voicebench --data vb/manifest.jsonl --cascade \\
+      --judge-url https://api.openai.com --judge-model gpt-4o-mini --out runs/vb
 
 The manifest is JSONL: `id`, `audio` and what the task scores against
-(`answers`; `label`; `translation` + `target_lang`; `text`), `text` also being the
-reference transcript the teacher reads. A rerun into the same --out reuses
+(`answers`; `label`; `translation` + `target_lang`; `text`; VoiceBench: `subset`
+and its fields, as `diva eval import --format voicebench` writes them), `text`
+also being the reference transcript the teacher reads. VoiceBench's open-ended
+subsets need --judge-url; without it they are listed as unscored. A rerun into the same --out reuses
 finished replies (DIR/items.jsonl) and writes results.json, report.md and
 scores.png again.")]
 pub struct Args {
@@ -108,6 +116,27 @@ pub struct Args {
     /// Items shown reply by reply in report.md.
     #[arg(long, default_value_t = 10)]
     examples: usize,
+    /// VoiceBench: the judge, an OpenAI-compatible endpoint (a base URL or
+    /// its /v1/chat/completions) for the open-ended subsets and sd-qa.
+    #[arg(long, value_name = "URL")]
+    judge_url: Option<String>,
+    /// VoiceBench: the judge model (VoiceBench uses gpt-4o-mini).
+    #[arg(long, default_value = "gpt-4o-mini", requires = "judge_url")]
+    judge_model: String,
+    /// VoiceBench: the environment variable holding the judge's API key
+    /// (unset or empty: no Authorization header, as for a local server).
+    #[arg(long, value_name = "VAR", default_value = "OPENAI_API_KEY")]
+    judge_key_env: String,
+    /// VoiceBench: seconds to wait for one judge answer.
+    #[arg(long, default_value_t = 120)]
+    judge_timeout: u64,
+    /// VoiceBench: retries of a judge request after a connection error, a
+    /// 429 or a 5xx (pausing 2 s, 4 s, …).
+    #[arg(long, default_value_t = 3)]
+    judge_retries: u32,
+    /// VoiceBench: answers per question (the request's `n`; VoiceBench: 3).
+    #[arg(long, default_value_t = 3)]
+    judge_samples: u32,
     #[command(flatten)]
     models: ModelArgs,
 }
@@ -171,6 +200,36 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
     }
     let task: Task = a.task.into();
+    if a.judge_url.is_some() && task != Task::VoiceBench {
+        bail!("--judge-url: only --task voicebench asks a judge");
+    }
+    if a.judge_samples == 0 {
+        bail!("--judge-samples 0: ask for at least 1 answer per question (VoiceBench: 3)");
+    }
+    let judge = match &a.judge_url {
+        Some(url) => {
+            let key = std::env::var(&a.judge_key_env)
+                .ok()
+                .filter(|k| !k.trim().is_empty());
+            if key.is_none() {
+                tracing::warn!(
+                    "${} is unset: asking the judge without an API key (fine for a local server)",
+                    a.judge_key_env
+                );
+            }
+            Some(diva_eval::judge::HttpJudge::new(
+                diva_eval::judge::JudgeConfig {
+                    url: url.clone(),
+                    model: a.judge_model.clone(),
+                    key,
+                    timeout: std::time::Duration::from_secs(a.judge_timeout.max(1)),
+                    retries: a.judge_retries,
+                    samples: a.judge_samples,
+                },
+            )?)
+        }
+        None => None,
+    };
     // Everything that can be refused is refused before a model loads.
     let prepared = run::prepare(RunSpec {
         task,
@@ -192,7 +251,26 @@ pub fn run(a: Args) -> Result<ExitCode> {
         },
         command: command_line(),
         examples: a.examples,
+        judge: a
+            .judge_url
+            .as_ref()
+            .map(|u| (diva_eval::judge::completions_url(u), a.judge_model.clone())),
     })?;
+    if task == Task::VoiceBench && judge.is_none() {
+        if let Some(i) = prepared
+            .items
+            .iter()
+            .find(|i| prepared.scorer.needs_judge(i))
+        {
+            tracing::warn!(
+                "item `{}` (subset {}) and the others of the open-ended subsets and sd-qa need a \
+                 judge: without --judge-url their judged metrics are left out and the report \
+                 lists them as unscored",
+                i.id,
+                i.subset.as_deref().unwrap_or_default()
+            );
+        }
+    }
     if a.teacher {
         if let Some(i) = prepared
             .items
@@ -317,7 +395,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     bar.set_style(ProgressStyle::with_template(
         "{bar:30} {pos}/{len} {elapsed_precise} eta {eta} {msg}",
     )?);
-    let outcome = run::execute(&prepared, &systems, &mut |p| match p {
+    let judge_dyn = judge.as_ref().map(|j| j as &dyn diva_eval::judge::Judge);
+    let outcome = run::execute(&prepared, &systems, judge_dyn, &mut |p| match p {
         Progress::Start { total, reused } => {
             bar.set_length(total as u64);
             bar.set_position(reused as u64);
