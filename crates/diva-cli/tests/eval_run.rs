@@ -2,7 +2,8 @@
 //! (models/diva-tiny: tiny.en + SmolLM2-135M) against the cascade and the
 //! teacher on a three-clip spoken-QA task (tests/fixtures/eval/run), then a
 //! rerun that reuses every finished reply; a four-clip classification task;
-//! a four-item VoiceBench task (four subsets, no judge); and bad input
+//! a four-item VoiceBench task (four subsets, no judge); `--task distill`
+//! against `diva eval-distill` on the same clips, then resumed; and bad input
 //! refused with a message naming the problem.
 
 use std::path::Path;
@@ -307,6 +308,105 @@ fn voicebench_scores_its_subsets_and_lists_the_unjudged() {
         "{}",
         text(&o.stderr)
     );
+}
+
+#[test]
+fn distill_matches_eval_distill_and_resumes() {
+    let out = tempfile::tempdir().unwrap();
+    // Four Asterisk clips, their audio made absolute for a manifest elsewhere.
+    let home = common::diva_home().join("data/asterisk");
+    let body = std::fs::read_to_string(home.join("manifest.jsonl")).unwrap();
+    let lines: Vec<String> = body
+        .lines()
+        .take(4)
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let a = home.join(v["audio"].as_str().unwrap());
+            v["audio"] = a.display().to_string().into();
+            v.to_string()
+        })
+        .collect();
+    let data = out.path().join("val.jsonl");
+    std::fs::write(&data, lines.join("\n") + "\n").unwrap();
+    let data = data.display().to_string();
+    let dir = out.path().join("d").display().to_string();
+    let model = shipped();
+    let args = [
+        "eval",
+        "run",
+        "--task",
+        "distill",
+        "--data",
+        &data,
+        "--model",
+        &model,
+        "--pool",
+        "4",
+        "--reply-clips",
+        "2",
+        "--max-tokens",
+        "8",
+        "--rounds",
+        "200",
+        "--threads",
+        "1",
+        "--out",
+        &dir,
+    ];
+    let o = diva(&args);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let r = read_json(&out.path().join("d/results.json"));
+    assert_eq!(r["task"], "distill");
+    assert_eq!(r["scored_items"], 4);
+    let v = |r: &serde_json::Value, k: &str| {
+        r["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["key"] == k)
+            .unwrap()["systems"]["diva-tiny"]["value"]
+            .as_f64()
+            .unwrap()
+    };
+    // The same numbers as `diva eval-distill` (its fractions, here in percent).
+    let o = diva(&[
+        "eval-distill",
+        "--model",
+        &model,
+        "--data",
+        &data,
+        "--pool",
+        "4",
+        "--reply-clips",
+        "2",
+        "--max-tokens",
+        "8",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let d: serde_json::Value = serde_json::from_str(text(&o.stdout).trim()).unwrap();
+    let rep = &d["report"];
+    for (k, dk, scale) in [
+        ("retrieval_at_1", "retrieval_at_1", 100.0),
+        ("first_token", "first_token", 100.0),
+        ("reply_f1", "reply_f1", 100.0),
+        ("distill_l2", "distill", 1.0),
+    ] {
+        let want = rep[dk].as_f64().unwrap() * scale;
+        assert!(
+            (v(&r, k) - want).abs() < 1e-3,
+            "{k}: {} vs eval-distill {want}",
+            v(&r, k)
+        );
+    }
+    // A rerun computes nothing again.
+    let o = diva(&args);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let r2 = read_json(&out.path().join("d/results.json"));
+    assert_eq!(
+        (r2["generated"].as_u64(), r2["reused"].as_u64()),
+        (Some(0), Some(4))
+    );
+    assert_eq!(r2["metrics"], r["metrics"]);
 }
 
 #[test]

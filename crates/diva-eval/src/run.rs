@@ -496,9 +496,28 @@ pub fn summarise(
         }
         rows.push(row);
     }
+    let (metrics, comparisons) = bootstrap_metrics(&scorer.metrics, systems, &stats, cfg)?;
+    Ok(Summary {
+        scored_items: kept.len(),
+        failed,
+        metrics,
+        comparisons,
+        rows,
+        unscored,
+    })
+}
+
+/// Every metric's interval per system and the first system against each
+/// other one, from per-item statistics `stats[system][metric][item]`.
+pub fn bootstrap_metrics(
+    metric_list: &[crate::tasks::Metric],
+    systems: &[SystemInfo],
+    stats: &[Vec<Vec<Vec<f64>>>],
+    cfg: BootstrapConfig,
+) -> Result<(Vec<MetricResult>, Vec<Comparison>)> {
     let mut metrics = Vec::new();
     let mut comparisons = Vec::new();
-    for (m, metric) in scorer.metrics.iter().enumerate() {
+    for (m, metric) in metric_list.iter().enumerate() {
         let f = |s: &[f64]| metric.aggregate.score(s);
         let mut per = BTreeMap::new();
         for (s, sys) in systems.iter().enumerate() {
@@ -527,14 +546,37 @@ pub fn summarise(
             systems: per,
         });
     }
-    Ok(Summary {
-        scored_items: kept.len(),
+    Ok((metrics, comparisons))
+}
+
+/// Report a task whose per-item statistics were computed outside this crate
+/// (`distill`: diva-train's validation, which depends on this crate):
+/// `stats[system][metric][item]` in the scorer's metric order, `ids` the
+/// items scored; the same results.json, report.md and scores.png as
+/// [`execute`].
+#[allow(clippy::too_many_arguments)]
+pub fn execute_precomputed(
+    p: &Prepared,
+    systems: &[SystemInfo],
+    ids: &[String],
+    stats: &[Vec<Vec<Vec<f64>>>],
+    failed: Vec<String>,
+    generated: usize,
+    reused: usize,
+    started: Instant,
+) -> Result<Outcome> {
+    anyhow::ensure!(!systems.is_empty() && !ids.is_empty(), "nothing to report");
+    let (metrics, comparisons) =
+        bootstrap_metrics(&p.scorer.metrics, systems, stats, p.spec.bootstrap)?;
+    let summary = Summary {
+        scored_items: ids.len(),
         failed,
         metrics,
         comparisons,
-        rows,
-        unscored,
-    })
+        rows: Vec::new(),
+        unscored: Vec::new(),
+    };
+    write_outputs(p, systems.to_vec(), summary, generated, reused, 0, started)
 }
 
 /// What a run is asked to do (everything but the systems).
@@ -651,6 +693,27 @@ pub fn execute(
         None => 0,
     };
     let summary = summarise(&p.scorer, &infos, &p.items, &replies, p.spec.bootstrap)?;
+    write_outputs(
+        p,
+        infos,
+        summary,
+        replies.generated,
+        replies.reused,
+        judged,
+        t0,
+    )
+}
+
+/// Write results.json, report.md and scores.png of a summarised run.
+fn write_outputs(
+    p: &Prepared,
+    infos: Vec<SystemInfo>,
+    summary: Summary,
+    generated: usize,
+    reused: usize,
+    judged: usize,
+    t0: Instant,
+) -> Result<Outcome> {
     let results = Results {
         schema: "diva-eval-run/1",
         task: p.spec.task.name().to_string(),
@@ -682,8 +745,8 @@ pub fn execute(
                 model: model.clone(),
                 asked: judged,
             }),
-        generated: replies.generated,
-        reused: replies.reused,
+        generated,
+        reused,
         elapsed_s: t0.elapsed().as_secs_f64(),
     };
     let dir = &p.spec.out;

@@ -45,15 +45,20 @@ pub enum Task {
     Asr,
     #[serde(rename = "voicebench")]
     VoiceBench,
+    /// How well a student reproduces its own teacher (diva-train's
+    /// validation statistics, computed by the CLI: diva-train depends on
+    /// this crate); the runner bootstraps and reports them.
+    Distill,
 }
 
 impl Task {
-    pub const ALL: [Task; 5] = [
+    pub const ALL: [Task; 6] = [
         Task::SpokenQa,
         Task::Classify,
         Task::Translate,
         Task::Asr,
         Task::VoiceBench,
+        Task::Distill,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,6 +68,7 @@ impl Task {
             Task::Translate => "translate",
             Task::Asr => "asr",
             Task::VoiceBench => "voicebench",
+            Task::Distill => "distill",
         }
     }
 
@@ -86,6 +92,7 @@ impl Task {
             Task::Translate => include_str!("../../../data/eval/prompts/translate.toml"),
             Task::Asr => include_str!("../../../data/eval/prompts/asr.toml"),
             Task::VoiceBench => include_str!("../../../data/eval/prompts/voicebench.toml"),
+            Task::Distill => include_str!("../../../data/eval/prompts/distill.toml"),
         }
     }
 }
@@ -294,6 +301,10 @@ pub fn read_manifest_with(
             Task::Asr => need(
                 item.text.as_deref().is_some_and(|t| !t.trim().is_empty()),
                 "`text` (the reference transcript)",
+            )?,
+            Task::Distill => need(
+                item.text.as_deref().is_some_and(|t| !t.trim().is_empty()),
+                "`text` (the transcript the teacher reads)",
             )?,
             Task::VoiceBench => {
                 let sub = item.subset.as_deref().unwrap_or_default();
@@ -653,6 +664,24 @@ impl Scorer {
                 }
                 m
             }
+            Task::Distill => {
+                let mut l2 = pct(
+                    "distill_l2",
+                    "distillation L2 (last state)",
+                    Aggregate::Mean,
+                );
+                l2.higher_is_better = false;
+                vec![
+                    pct("retrieval_at_1", "retrieval@1", Aggregate::Mean),
+                    pct("first_token", "first-token agreement", Aggregate::Mean),
+                    pct(
+                        "reply_f1",
+                        "reply F1 (vs the teacher's reply)",
+                        Aggregate::Mean,
+                    ),
+                    l2,
+                ]
+            }
             Task::Asr => vec![Metric {
                 key: "wer".into(),
                 name: "WER".into(),
@@ -839,6 +868,11 @@ impl Scorer {
         let mean = |x: f64| vec![100.0 * x, 1.0];
         let (stats, note) = match self.task {
             Task::VoiceBench => return self.score_voicebench(item, reply, judge),
+            Task::Distill => bail!(
+                "item `{}`: distill items are scored by diva-train's validation (diva eval run \
+                 --task distill computes them), not from a reply",
+                item.id
+            ),
             Task::SpokenQa => {
                 let answers = item.accepted();
                 let question = item
@@ -983,7 +1017,8 @@ mod tests {
             assert_eq!(p.task, t.name());
             // VoiceBench sends the spoken prompt alone.
             assert!(
-                p.version >= 1 && (p.instruction.is_empty() == (t == Task::VoiceBench)),
+                p.version >= 1
+                    && (p.instruction.is_empty() == matches!(t, Task::VoiceBench | Task::Distill)),
                 "{t:?}"
             );
         }

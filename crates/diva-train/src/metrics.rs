@@ -26,9 +26,23 @@ fn dist2(a: &[f32], b: &[f32]) -> f64 {
 /// of fewer than 2 clips is dropped; chance in a pool of n is 1/n). Returns
 /// `(accuracy, number of clips scored)`.
 pub fn retrieval_at_1(student: &[Vec<f32>], teacher: &[Vec<f32>], pool: usize) -> (f64, usize) {
+    let per = retrieval_hits(student, teacher, pool);
+    let scored = per.iter().flatten().count();
+    let hits = per.iter().flatten().filter(|&&h| h).count();
+    (hits as f64 / scored.max(1) as f64, scored)
+}
+
+/// [`retrieval_at_1`] clip by clip: whether each clip's student state is
+/// nearest its own teacher state in its pool; None for a clip in no scored
+/// pool (a last pool of one clip). `diva eval run --task distill`
+/// bootstraps these.
+pub fn retrieval_hits(
+    student: &[Vec<f32>],
+    teacher: &[Vec<f32>],
+    pool: usize,
+) -> Vec<Option<bool>> {
     assert_eq!(student.len(), teacher.len());
-    let mut hits = 0;
-    let mut scored = 0;
+    let mut out = vec![None; student.len()];
     for start in (0..student.len()).step_by(pool.max(2)) {
         let end = (start + pool.max(2)).min(student.len());
         if end - start < 2 {
@@ -38,11 +52,10 @@ pub fn retrieval_at_1(student: &[Vec<f32>], teacher: &[Vec<f32>], pool: usize) -
             let own = dist2(&student[i], &teacher[i]);
             // Ties count against the clip: a constant student must not score.
             let beaten = (start..end).any(|j| j != i && dist2(&student[i], &teacher[j]) <= own);
-            hits += usize::from(!beaten);
-            scored += 1;
+            out[i] = Some(!beaten);
         }
     }
-    (hits as f64 / scored.max(1) as f64, scored)
+    out
 }
 
 /// Mean L2 distance from each student state to the *other* clips' teacher

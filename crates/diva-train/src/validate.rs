@@ -63,6 +63,23 @@ pub struct ValReport {
     /// The first few virtual transcripts, beside their transcripts.
     pub virtual_samples: Vec<VirtualSample>,
     pub elapsed_s: f64,
+    /// The same statistics clip by clip (in the examples' order), for
+    /// `diva eval run --task distill`'s paired bootstrap; not in the JSON.
+    #[serde(skip)]
+    pub per_clip: Vec<ClipStats>,
+}
+
+/// One clip's share of a [`ValReport`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClipStats {
+    /// L2 distance of the student's last state to the teacher's.
+    pub distill: f64,
+    /// Retrieval@1 hit (None: in no scored pool).
+    pub retrieved: Option<bool>,
+    /// The student's first token is the teacher's.
+    pub first_token: bool,
+    /// Reply F1 against the teacher's reply (the first `reply_clips` only).
+    pub reply_f1: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -200,6 +217,7 @@ pub fn evaluate(
     anyhow::ensure!(n >= 2, "validation needs at least 2 clips, got {n}");
     let mut student_last: Vec<Vec<f32>> = Vec::with_capacity(n);
     let mut distill_sum = 0.0;
+    let mut distill_per: Vec<f64> = Vec::with_capacity(n);
     let mut align_sum = 0.0;
     let mut prompts: Vec<Tensor> = Vec::new();
     let want_replies = opts.reply_clips.min(n);
@@ -288,9 +306,10 @@ pub fn evaluate(
             }
         };
         let last = last.to_dtype(DType::F32)?;
-        distill_sum += crate::losses::distill_loss(&last, &teacher.to_dtype(DType::F32)?)?
-            .sum_all()?
-            .to_scalar::<f32>()? as f64;
+        let d =
+            crate::losses::distill_loss(&last, &teacher.to_dtype(DType::F32)?)?.to_vec1::<f32>()?;
+        distill_sum += d.iter().map(|&x| x as f64).sum::<f64>();
+        distill_per.extend(d.iter().map(|&x| x as f64));
         student_last.extend(last.to_vec2::<f32>()?);
         prompts.extend(prompt_embeds);
         bar.inc(chunk.len() as u64);
@@ -302,6 +321,7 @@ pub fn evaluate(
         .map(|e| e.teacher.to_dtype(DType::F32)?.to_vec1::<f32>())
         .collect::<candle_core::Result<_>>()?;
     let (retrieval, scored) = metrics::retrieval_at_1(&student_last, &teacher_last, opts.pool);
+    let hits = metrics::retrieval_hits(&student_last, &teacher_last, opts.pool);
     // Chance is 1/size per scored pool, so the per-clip mean is pools/clips.
     let pools = (0..n)
         .step_by(opts.pool.max(2))
@@ -330,6 +350,7 @@ pub fn evaluate(
     let (first_token, majority) = metrics::first_token_agreement(&s_first, &t_first);
 
     let (mut reply_f1, mut reply_mm) = (None, None);
+    let mut reply_per: Vec<f64> = Vec::new();
     if want_replies >= 2 {
         let bar = crate::progress::bar(want_replies as u64, "validating: replies");
         let mut s_replies = Vec::new();
@@ -347,6 +368,11 @@ pub fn evaluate(
         }
         bar.finish_and_clear();
         replies.save()?;
+        reply_per = s_replies
+            .iter()
+            .zip(&t_replies)
+            .map(|(s, t)| metrics::token_f1(s, t))
+            .collect();
         let (f, m) = metrics::reply_f1(&s_replies, &t_replies, &texts);
         reply_f1 = Some(f);
         reply_mm = Some(m);
@@ -367,5 +393,13 @@ pub fn evaluate(
         virtual_wer: nearest.is_some().then(|| wer.wer()),
         virtual_samples,
         elapsed_s: t0.elapsed().as_secs_f64(),
+        per_clip: (0..n)
+            .map(|i| ClipStats {
+                distill: distill_per[i],
+                retrieved: hits[i],
+                first_token: s_first[i] == t_first[i],
+                reply_f1: reply_per.get(i).copied(),
+            })
+            .collect(),
     })
 }

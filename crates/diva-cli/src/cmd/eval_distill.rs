@@ -179,6 +179,10 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
         (label, r)
     };
     eprintln!("{label}: {} clips ({skipped} skipped)", report.clips);
+    eprintln!(
+        "(`diva eval run --task distill` reports these metrics for several systems with paired \
+         bootstrap intervals, resumably)"
+    );
     eprintln!("{}", report.summary());
     println!(
         "{}",

@@ -29,6 +29,9 @@ pub enum TaskArg {
     /// VoiceBench: its subsets' official scoring (multiple choice, IFEval,
     /// refusals; an LLM judge for the open-ended ones).
     Voicebench,
+    /// A student against its own teacher: retrieval@1, first-token
+    /// agreement, reply F1, distillation L2 (`diva eval-distill`'s metrics).
+    Distill,
 }
 
 impl From<TaskArg> for Task {
@@ -39,6 +42,7 @@ impl From<TaskArg> for Task {
             TaskArg::Translate => Task::Translate,
             TaskArg::Asr => Task::Asr,
             TaskArg::Voicebench => Task::VoiceBench,
+            TaskArg::Distill => Task::Distill,
         }
     }
 }
@@ -51,6 +55,7 @@ impl From<TaskArg> for Task {
   diva eval run --task asr --data corpus/val.jsonl --cascade --max-tokens 64 --out runs/eval-asr
   diva eval run --task spoken-qa --data ~/.cache/diva/corpora/spoken-qa-v1/manifest.jsonl \\
       --answers data/spoken-qa/questions.jsonl --cascade --teacher --out runs/sqa-v1
+  diva eval run --task distill --data corpus/val.jsonl --model runs/tiny --against models/diva-tiny --out runs/distill
   diva eval run --task voicebench --data vb/manifest.jsonl --cascade \\
       --judge-url https://api.openai.com --judge-model gpt-4o-mini --out runs/vb
 
@@ -137,6 +142,12 @@ pub struct Args {
     /// VoiceBench: answers per question (the request's `n`; VoiceBench: 3).
     #[arg(long, default_value_t = 3)]
     judge_samples: u32,
+    /// Distill: retrieval@1 pool size.
+    #[arg(long, default_value_t = 100)]
+    pool: usize,
+    /// Distill: clips whose replies are compared for reply F1 (0 skips it).
+    #[arg(long, default_value_t = 100)]
+    reply_clips: usize,
     #[command(flatten)]
     models: ModelArgs,
 }
@@ -270,6 +281,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 i.subset.as_deref().unwrap_or_default()
             );
         }
+    }
+    if task == Task::Distill {
+        return run_distill(&a, &prepared);
     }
     if a.teacher {
         if let Some(i) = prepared
@@ -421,6 +435,226 @@ pub fn run(a: Args) -> Result<ExitCode> {
         r.generated,
         r.reused,
         r.elapsed_s
+    );
+    crate::outln!("{}", diva_eval::report::metrics_table(r))?;
+    for c in &r.comparisons {
+        crate::outln!(
+            "{} − {} on {}: {:+.2} [95% CI {:+.2}, {:+.2}], p = {:.4}",
+            c.system,
+            c.against,
+            c.metric,
+            c.diff,
+            c.lo,
+            c.hi,
+            c.p_value
+        )?;
+    }
+    crate::outln!(
+        "wrote {}, {}, {}",
+        outcome.results_json.display(),
+        outcome.report_md.display(),
+        outcome.chart.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--task distill`: diva-train's validation statistics clip by clip for the
+/// model, `--against` and `--cascade` (the same teacher, the same clips),
+/// bootstrapped and reported by diva-eval. Each system's statistics are
+/// cached in items.jsonl (the clip's numbers as `reply`), so a rerun computes
+/// only the systems it has not finished.
+fn run_distill(a: &Args, p: &run::Prepared) -> Result<ExitCode> {
+    use candle_core::{DType, Device};
+    use diva_core::models::checkpoint::{self, DivaConfig};
+    use diva_train::validate::{evaluate, Student, ValOptions};
+    if a.teacher {
+        bail!("--teacher: distill compares students with their teacher already; drop --teacher");
+    }
+    let t0 = std::time::Instant::now();
+    let model = match (&a.models.model, a.models.untrained) {
+        (Some(m), _) => m.clone(),
+        (None, false) => crate::cmd::models::default_model().ok_or_else(|| {
+            anyhow::anyhow!("no shipped model and $DIVA_MODEL is unset: pass --model DIR")
+        })?,
+        (None, true) => bail!("--task distill scores trained models: pass --model DIR"),
+    };
+    let refs = |dir: &std::path::Path| -> Result<(String, String)> {
+        let cfg = DivaConfig::read(dir)?;
+        let r = |x: &str| {
+            DivaConfig::local_reference(dir, x)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| x.to_string())
+        };
+        Ok((r(&cfg.reference_encoder), r(&cfg.reference_decoder)))
+    };
+    let (whisper, llm) = refs(&model)?;
+    let mut models = vec![(dir_name(&model), model.clone())];
+    if let Some(o) = &a.against {
+        if refs(o)? != (whisper.clone(), llm.clone()) {
+            bail!(
+                "--against {}: another Whisper or LLM than {}: distillation compares students of \
+                 one teacher",
+                o.display(),
+                model.display()
+            );
+        }
+        let mut n = dir_name(o);
+        if n == models[0].0 {
+            n = format!("{n}-2");
+        }
+        models.push((n, o.clone()));
+    }
+    let device = Device::Cpu;
+    let mut session =
+        diva_train::session::Session::open(&whisper, &llm, None, true, &device, DType::F32)?;
+    let (examples, skipped) = session.examples(
+        &a.data,
+        usize::MAX,
+        a.limit,
+        diva_train::config::DEFAULT_MAX_UNUSABLE_SHARE,
+        "eval",
+    )?;
+    let ids: Vec<String> = examples
+        .iter()
+        .map(|e| {
+            e.item
+                .id
+                .clone()
+                .unwrap_or_else(|| e.item.audio.display().to_string())
+        })
+        .collect();
+    let opts = ValOptions {
+        pool: a.pool,
+        reply_clips: a.reply_clips,
+        replies: run::greedy(32.min(a.max_tokens)),
+        batch: 8,
+    };
+    let mut infos = Vec::new();
+    for (name, dir) in &models {
+        infos.push(SystemInfo {
+            name: name.clone(),
+            id: format!(
+                "distill|model={}|pool={}|replies={}",
+                dir.display(),
+                a.pool,
+                a.reply_clips
+            ),
+            kind: Kind::Student,
+            description: format!("DiVA model {}", dir.display()),
+        });
+    }
+    if a.models.cascade {
+        infos.push(SystemInfo {
+            name: "cascade".into(),
+            id: format!(
+                "distill|cascade|whisper={whisper}|llm={llm}|pool={}|replies={}",
+                a.pool, a.reply_clips
+            ),
+            kind: Kind::Cascade,
+            description: "cascade: Whisper's transcript → the LLM".into(),
+        });
+    }
+    let mut store = run::Store::open(&p.spec.out, Task::Distill, p.prompt.version)?;
+    let (mut generated, mut reused) = (0, 0);
+    let mut stats = Vec::new();
+    for (s, info) in infos.iter().enumerate() {
+        let cached: Option<Vec<Vec<Vec<f64>>>> = ids
+            .iter()
+            .map(|i| {
+                store
+                    .get(&info.id, i)
+                    .and_then(|r| serde_json::from_str(&r.reply).ok())
+            })
+            .collect();
+        if let Some(c) = cached {
+            reused += ids.len();
+            stats.push(c);
+            continue;
+        }
+        eprintln!("{}: validating {} clips", info.name, examples.len());
+        let frozen = &session.frozen;
+        let report = if info.kind == Kind::Cascade {
+            let tr = diva_core::generate::Transcriber::from_weights(
+                &frozen.whisper,
+                &diva_core::generate::TranscribeOptions::default(),
+                &device,
+            )?;
+            evaluate(
+                frozen,
+                &session.features,
+                &Student::Cascade(&tr),
+                &examples,
+                &opts,
+                &mut session.replies,
+            )?
+        } else {
+            let c = checkpoint::load_connector(
+                &models[s].1,
+                &frozen.whisper.config,
+                DType::F32,
+                &device,
+            )?;
+            evaluate(
+                frozen,
+                &session.features,
+                &Student::Connector(&c),
+                &examples,
+                &opts,
+                &mut session.replies,
+            )?
+        };
+        let pct = |x: Option<f64>| x.map_or(vec![0.0, 0.0], |v| vec![100.0 * v, 1.0]);
+        let rows: Vec<Vec<Vec<f64>>> = report
+            .per_clip
+            .iter()
+            .map(|c| {
+                vec![
+                    pct(c.retrieved.map(|h| f64::from(u8::from(h)))),
+                    pct(Some(f64::from(u8::from(c.first_token)))),
+                    pct(c.reply_f1),
+                    vec![c.distill, 1.0],
+                ]
+            })
+            .collect();
+        for (id, row) in ids.iter().zip(&rows) {
+            store.append(run::Record {
+                task: Task::Distill,
+                system: info.id.clone(),
+                item: id.clone(),
+                prompt_version: p.prompt.version,
+                response: run::Response {
+                    reply: serde_json::to_string(row)?,
+                    transcript: None,
+                    seconds: 0.0,
+                    judge: None,
+                },
+            })?;
+        }
+        generated += rows.len();
+        stats.push(rows);
+    }
+    // stats[s][item][metric] → [s][metric][item].
+    let by_metric: Vec<Vec<Vec<Vec<f64>>>> = stats
+        .iter()
+        .map(|rows| {
+            (0..p.scorer.metrics.len())
+                .map(|m| rows.iter().map(|r| r[m].clone()).collect())
+                .collect()
+        })
+        .collect();
+    let failed = if skipped > 0 {
+        vec![format!(
+            "{skipped} manifest entries unusable for validation (skipped)"
+        )]
+    } else {
+        Vec::new()
+    };
+    let outcome =
+        run::execute_precomputed(p, &infos, &ids, &by_metric, failed, generated, reused, t0)?;
+    let r = &outcome.results;
+    eprintln!(
+        "{} clips scored, {} statistics computed, {} reused, {:.1} s",
+        r.scored_items, r.generated, r.reused, r.elapsed_s
     );
     crate::outln!("{}", diva_eval::report::metrics_table(r))?;
     for c in &r.comparisons {
