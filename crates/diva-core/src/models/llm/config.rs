@@ -132,7 +132,7 @@ impl LlmConfig {
                 }
             }
         };
-        Ok(Self {
+        Self {
             family,
             vocab_size: c.vocab_size,
             hidden_size: c.hidden_size,
@@ -140,7 +140,10 @@ impl LlmConfig {
             num_layers: c.num_hidden_layers,
             num_heads: c.num_attention_heads,
             num_kv_heads: c.num_key_value_heads.unwrap_or(c.num_attention_heads),
-            head_dim: c.head_dim.unwrap_or(c.hidden_size / c.num_attention_heads),
+            // `checked_div`: a hostile or broken file may say 0 heads (validate() names it).
+            head_dim: c
+                .head_dim
+                .unwrap_or(c.hidden_size.checked_div(c.num_attention_heads).unwrap_or(0)),
             rms_norm_eps: c.rms_norm_eps,
             rope_theta,
             rope_scaling,
@@ -148,7 +151,45 @@ impl LlmConfig {
             max_position_embeddings: c.max_position_embeddings,
             tie_word_embeddings: c.tie_word_embeddings,
             attention_bias: c.attention_bias.unwrap_or(family == Family::Qwen2),
-        })
+        }
+        .validated()
+    }
+
+    /// The dimensions a decoder can be built with: every size positive, the
+    /// query heads a multiple of the key/value heads, epsilon and theta finite and
+    /// positive, and nothing so large that only a hostile file would claim it (the
+    /// RoPE tables and KV cache are sized from these before any weight is read).
+    fn validated(self) -> std::result::Result<Self, String> {
+        const MAX_DIM: usize = 1 << 20;
+        const MAX_POSITIONS: usize = 1 << 24;
+        for (name, v, max) in [
+            ("vocab_size", self.vocab_size, 1 << 24),
+            ("hidden_size", self.hidden_size, MAX_DIM),
+            ("intermediate_size", self.intermediate_size, 4 * MAX_DIM),
+            ("num_hidden_layers", self.num_layers, 4096),
+            ("num_attention_heads", self.num_heads, 4096),
+            ("num_key_value_heads", self.num_kv_heads, 4096),
+            ("head_dim", self.head_dim, 8192),
+            ("max_position_embeddings", self.max_position_embeddings, MAX_POSITIONS),
+        ] {
+            if v == 0 || v > max {
+                return Err(format!(
+                    "{name} = {v}: must be between 1 and {max} (a damaged or non-LLM config)"
+                ));
+            }
+        }
+        if self.num_heads % self.num_kv_heads != 0 {
+            return Err(format!(
+                "num_attention_heads = {} is not a multiple of num_key_value_heads = {}",
+                self.num_heads, self.num_kv_heads
+            ));
+        }
+        for (name, v) in [("rms_norm_eps", self.rms_norm_eps), ("rope_theta", self.rope_theta)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{name} = {v}: must be a positive finite number"));
+            }
+        }
+        Ok(self)
     }
 
     /// Read the config from GGUF metadata (`general.architecture` + `<arch>.*`).
@@ -180,9 +221,9 @@ impl LlmConfig {
         };
         let head_dim = match g.get(&k("rope.dimension_count")) {
             Some(_) => g.u64(&k("rope.dimension_count"))? as usize,
-            None => hidden / heads,
+            None => hidden.checked_div(heads).unwrap_or(0),
         };
-        Ok(Self {
+        Self {
             family,
             vocab_size: vocab,
             hidden_size: hidden,
@@ -208,6 +249,8 @@ impl LlmConfig {
             max_position_embeddings: g.u64(&k("context_length"))? as usize,
             tie_word_embeddings: !g.has_tensor("output.weight"),
             attention_bias: g.has_tensor("blk.0.attn_q.bias"),
-        })
+        }
+        .validated()
+        .map_err(|e| crate::Error::model(&g.path, e))
     }
 }
