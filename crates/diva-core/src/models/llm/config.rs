@@ -141,9 +141,11 @@ impl LlmConfig {
             num_heads: c.num_attention_heads,
             num_kv_heads: c.num_key_value_heads.unwrap_or(c.num_attention_heads),
             // `checked_div`: a hostile or broken file may say 0 heads (validate() names it).
-            head_dim: c
-                .head_dim
-                .unwrap_or(c.hidden_size.checked_div(c.num_attention_heads).unwrap_or(0)),
+            head_dim: c.head_dim.unwrap_or(
+                c.hidden_size
+                    .checked_div(c.num_attention_heads)
+                    .unwrap_or(0),
+            ),
             rms_norm_eps: c.rms_norm_eps,
             rope_theta,
             rope_scaling,
@@ -170,7 +172,11 @@ impl LlmConfig {
             ("num_attention_heads", self.num_heads, 4096),
             ("num_key_value_heads", self.num_kv_heads, 4096),
             ("head_dim", self.head_dim, 8192),
-            ("max_position_embeddings", self.max_position_embeddings, MAX_POSITIONS),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                MAX_POSITIONS,
+            ),
         ] {
             if v == 0 || v > max {
                 return Err(format!(
@@ -184,7 +190,10 @@ impl LlmConfig {
                 self.num_heads, self.num_kv_heads
             ));
         }
-        for (name, v) in [("rms_norm_eps", self.rms_norm_eps), ("rope_theta", self.rope_theta)] {
+        for (name, v) in [
+            ("rms_norm_eps", self.rms_norm_eps),
+            ("rope_theta", self.rope_theta),
+        ] {
             if !(v.is_finite() && v > 0.0) {
                 return Err(format!("{name} = {v}: must be a positive finite number"));
             }
